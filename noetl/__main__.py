@@ -1,0 +1,3 @@
+from noetl.cli import main
+
+raise SystemExit(main())

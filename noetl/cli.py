@@ -1,0 +1,54 @@
+"""The `noetl` front door: parse arguments, call one function, map errors to exit codes.
+
+Each command lives in its own module under ``noetl.commands`` and exposes
+``register(subparsers)``; heavy libraries (fastapi, nats, asyncpg, docker, kubernetes) are imported
+only inside the handler that needs them, so `noetl --version` and `noetl ctl status` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from noetl import __version__
+from noetl.errors import EXIT_CONFIG, NoetlError
+
+# The command modules, in the order `noetl --help` lists them.
+COMMANDS = (
+    "run",
+    "ctl",
+    "config",
+    "server",
+    "worker",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="noetl",
+        description="NoETL runtime: run the API server and workers under supervision, and drive them.",
+        epilog="Settings come from NOETL_* / POSTGRES_* / NATS_URL variables; see `noetl config check --help`.",
+    )
+    parser.add_argument("--version", action="version", version=f"noetl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"noetl.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return int(handler(args) or 0)
+    except NoetlError as exc:
+        print(f"noetl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

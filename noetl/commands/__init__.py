@@ -1,0 +1,1 @@
+"""One module per `noetl` command; each exposes ``register(subparsers)``."""
