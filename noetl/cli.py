@@ -16,13 +16,7 @@ from noetl import __version__
 from noetl.errors import EXIT_CONFIG, NoetlError
 
 # The command modules, in the order `noetl --help` lists them.
-COMMANDS = (
-    "run",
-    "ctl",
-    "config",
-    "server",
-    "worker",
-)
+COMMANDS: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
