@@ -274,6 +274,21 @@ FIELDS: dict[str, Field] = {
         "When set, mutating API calls need `Authorization: Bearer <token>`.",
         secret=True,
     ),
+    "reaper_interval": Field(
+        "NOETL_REAPER_INTERVAL",
+        _float_range(0.05, 60),
+        2.0,
+        "Seconds between the server's sweeps for expired leases and unpublished commands.",
+    ),
+    "max_body_bytes": Field(
+        "NOETL_MAX_BODY_BYTES",
+        _int_range(1024, 64 * 1024 * 1024),
+        1024 * 1024,
+        "Largest request body the API server accepts (bigger ones get 413).",
+    ),
+    "db_pool_size": Field(
+        "NOETL_DB_POOL_SIZE", _int_range(1, 200), 10, "PostgreSQL connections each server process keeps."
+    ),
     "postgres_host": Field(
         "POSTGRES_HOST", _optional_text, None, "PostgreSQL host (unset: embedded PostgreSQL)."
     ),
@@ -309,6 +324,9 @@ class Settings:
     nats_subject: str
     server_url: str
     api_token: str | None
+    reaper_interval: float
+    max_body_bytes: int
+    db_pool_size: int
     postgres_host: str | None
     postgres_port: int
     postgres_db: str
