@@ -16,14 +16,14 @@ from noetl import __version__
 from noetl.errors import EXIT_CONFIG, NoetlError
 
 # The command modules, in the order `noetl --help` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("run", "ctl", "config", "server", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="noetl",
         description="NoETL runtime: run the API server and workers under supervision, and drive them.",
-        epilog="Settings come from NOETL_* / POSTGRES_* / NATS_URL variables; see `noetl config check --help`.",
+        epilog="Settings come from NOETL_*, POSTGRES_* and NATS_URL; see `noetl config check --help`.",
     )
     parser.add_argument("--version", action="version", version=f"noetl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -43,6 +43,7 @@ class ControlError(NoetlError):
     """supervisord refused or failed a control request."""
 
     exit_code = EXIT_FAILURE
+    fault_code: int | None = None  # supervisord's XML-RPC faultCode, when it sent one
 
 
 class ProgramFailedError(NoetlError):

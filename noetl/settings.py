@@ -257,9 +257,7 @@ FIELDS: dict[str, Field] = {
     "nats_stream": Field(
         "NOETL_NATS_STREAM", _name, "NOETL_COMMANDS", "JetStream stream that carries command notices."
     ),
-    "nats_subject": Field(
-        "NOETL_NATS_SUBJECT", _subject, "noetl.commands", "Subject of command notices."
-    ),
+    "nats_subject": Field("NOETL_NATS_SUBJECT", _subject, "noetl.commands", "Subject of command notices."),
     "server_url": Field(
         "NOETL_SERVER_URL",
         _url("http", "https"),
@@ -358,7 +356,9 @@ class Settings:
 
     def dsn(self) -> str:
         """A libpq-style DSN without the password (asyncpg takes the password separately)."""
-        return f"postgresql://{self.postgres_user}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        return (
+            f"postgresql://{self.postgres_user}@{self.postgres_host}:{self.postgres_port}/{self.postgres_db}"
+        )
 
 
 def _shown(name: str, value: Any) -> str:
@@ -413,9 +413,7 @@ def _toml_to_text(name: str, value: Any, path: Path) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float, str)):
         return str(value)
-    raise ConfigError(
-        f"{name}={_describe(name, value)} in {path}: expected a string, number or boolean"
-    )
+    raise ConfigError(f"{name}={_describe(name, value)} in {path}: expected a string, number or boolean")
 
 
 def load_settings(

@@ -1,0 +1,55 @@
+"""`noetl config render|check`: show the supervisord config and validate the settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from noetl.errors import EXIT_OK
+from noetl.settings import describe_fields, load_settings
+
+
+def _settings_help() -> str:
+    lines = ["settings (environment variable / key in the NOETL_CONFIG TOML file, default):"]
+    for env, key, default, help_text in describe_fields():
+        lines.append(f"  {env:<26} {key:<20} {default or '(unset)'}")
+        lines.append(f"      {help_text}")
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("config", help="render the supervisord config or check the settings")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    render = actions.add_parser(
+        "render", help="print the supervisord config `noetl run` would write (control password masked)"
+    )
+    render.add_argument("--role", help="render for this role instead of NOETL_ROLE")
+    render.set_defaults(handler=handle_render)
+    check = actions.add_parser(
+        "check",
+        help="validate the settings and print them (secrets masked); exit 0, or 2 with the bad one",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.set_defaults(handler=handle_check)
+
+
+def handle_render(args: argparse.Namespace) -> int:
+    import os
+
+    from noetl.supervisor.render import ControlAuth, masked, render
+
+    settings = load_settings(flags={"role": args.role})
+    control = ControlAuth.new()
+    text = render(settings, control, sys.executable, run_as_root=os.geteuid() == 0)
+    sys.stdout.write(masked(text, control))
+    return EXIT_OK
+
+
+def handle_check(args: argparse.Namespace) -> int:
+    from noetl.settings import FIELDS
+
+    settings = load_settings()
+    for name, field in FIELDS.items():
+        print(f"{field.env}={settings.shown(name)}  ({settings.sources.get(name, 'default')})")
+    return EXIT_OK

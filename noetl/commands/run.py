@@ -1,0 +1,36 @@
+"""`noetl run`: run the server and workers under supervisord in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from noetl.settings import ROLES, load_settings
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the server and workers under supervision (the container's CMD)",
+        description=(
+            "Validate the settings, render the supervisord config into the run dir and run it in the "
+            "foreground. SIGTERM/SIGINT stops every program in parallel within its stop timeout (exit 0); "
+            "a second signal kills at once. Exits 1 with one line when a program cannot stay up, "
+            "2 on a bad setting, 5 when already running."
+        ),
+    )
+    parser.add_argument("--role", choices=ROLES, help="all, server or worker (NOETL_ROLE)")
+    parser.add_argument("--workers", metavar="N", help="worker processes (NOETL_WORKERS)")
+    parser.add_argument("--host", help="API listen address (NOETL_HOST)")
+    parser.add_argument("--port", help="API port (NOETL_PORT)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from noetl.supervisor.launch import run
+
+    settings = load_settings(
+        flags={"role": args.role, "workers": args.workers, "host": args.host, "port": args.port}
+    )
+    return run(settings, environ=os.environ, python=sys.executable)

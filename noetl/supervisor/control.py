@@ -1,0 +1,187 @@
+"""A client for a running supervisord, over XML-RPC on the run directory's control socket.
+
+The socket's URL and per-run credentials are read from the rendered configuration (mode 0600), so
+only its owner (or root) can drive it. Faults are mapped by ``faultCode`` to ``ControlError``
+messages for people.
+"""
+
+from __future__ import annotations
+
+import configparser
+import errno
+import socket
+import xmlrpc.client
+from dataclasses import dataclass
+from typing import Any
+
+from noetl.errors import ControlError, NotRunningError
+from noetl.supervisor.paths import RunPaths
+
+# supervisor.xmlrpc.Faults, copied so that the mapping reads without importing supervisor.
+BAD_NAME = 10
+BAD_SIGNAL = 11
+NO_FILE = 20
+SPAWN_ERROR = 50
+ABNORMAL_TERMINATION = 40
+ALREADY_STARTED = 60
+NOT_RUNNING = 70
+SHUTDOWN_STATE = 6
+
+_FAULTS = {
+    BAD_NAME: "no program or group named {name!r}; `noetl ctl status` lists them",
+    BAD_SIGNAL: "{name!r}: no such signal",
+    NO_FILE: "{name} has no log file to read",
+    SPAWN_ERROR: "{name} could not be started (spawn error); see `noetl ctl tail {name}`",
+    ABNORMAL_TERMINATION: "{name} exited while starting; see `noetl ctl tail {name}`",
+    ALREADY_STARTED: "{name} is already running",
+    NOT_RUNNING: "{name} is not running",
+    SHUTDOWN_STATE: "shutting down: supervisord accepts no more requests",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    serverurl: str
+    username: str
+    password: str
+
+
+def read_endpoint(paths: RunPaths) -> Endpoint:
+    """The control URL and credentials from the rendered config; NotRunningError if there is none."""
+    if not paths.socket.exists():
+        raise NotRunningError(f"not running: no control socket at {paths.socket} (start it with `noetl run`)")
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
+    try:
+        with paths.config.open(encoding="utf-8") as fh:
+            parser.read_file(fh)
+        section = parser["supervisorctl"]
+        return Endpoint(
+            serverurl=section["serverurl"].replace("%%", "%"),
+            username=section["username"].replace("%%", "%"),
+            password=section["password"].replace("%%", "%"),
+        )
+    except PermissionError:
+        raise ControlError(
+            f"cannot read {paths.config}: it belongs to the user who ran `noetl run`; run as that user"
+        ) from None
+    except (OSError, KeyError, configparser.Error):
+        raise NotRunningError(
+            f"not running: no readable config at {paths.config} (start it with `noetl run`)"
+        ) from None
+
+
+class Control:
+    """One connection to supervisord. Methods raise ControlError or NotRunningError."""
+
+    def __init__(self, paths: RunPaths, timeout: float = 10.0) -> None:
+        self.paths = paths
+        self.endpoint = read_endpoint(paths)
+        self.timeout = timeout
+        self._proxy: Any = None
+
+    def _rpc(self) -> Any:
+        if self._proxy is None:
+            from supervisor.xmlrpc import SupervisorTransport
+
+            transport = SupervisorTransport(
+                self.endpoint.username, self.endpoint.password, self.endpoint.serverurl
+            )
+            self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        return self._proxy
+
+    def call(self, method: str, *args: Any, name: str = "") -> Any:
+        socket.setdefaulttimeout(self.timeout)
+        try:
+            target = self._rpc()
+            for part in method.split("."):
+                target = getattr(target, part)
+            return target(*args)
+        except xmlrpc.client.Fault as fault:
+            template = _FAULTS.get(fault.faultCode)
+            if template is None:
+                raise ControlError(f"supervisord refused {method}: {fault.faultString}") from None
+            error = ControlError(template.format(name=name or "it"))
+            error.fault_code = fault.faultCode
+            raise error from None
+        except xmlrpc.client.ProtocolError as exc:
+            if exc.errcode == 401:
+                raise ControlError(
+                    f"supervisord at {self.paths.socket} refused the credentials in {self.paths.config}; "
+                    "was the config rewritten by another run?"
+                ) from None
+            raise ControlError(f"supervisord answered HTTP {exc.errcode} to {method}") from None
+        except OSError as exc:
+            # The transport keeps its connection: a new one after any failure.
+            self._proxy = None
+            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED) or isinstance(exc, ConnectionError):
+                raise NotRunningError(
+                    f"not running: nothing answers on {self.paths.socket} (start it with `noetl run`)"
+                ) from None
+            raise ControlError(f"cannot talk to supervisord at {self.paths.socket}: {exc}") from None
+        finally:
+            socket.setdefaulttimeout(None)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def processes(self) -> list[dict[str, Any]]:
+        return list(self.call("supervisor.getAllProcessInfo"))
+
+    def resolve(self, name: str) -> str:
+        """`worker_00` -> `noetl:worker_00`; `noetl` -> `noetl:*`; full names pass through."""
+        if name == "all" or ":" in name:
+            return name
+        infos = self.processes()
+        for info in infos:
+            if info["name"] == name:
+                return f"{info['group']}:{info['name']}"
+        if any(info["group"] == name for info in infos):
+            return f"{name}:*"
+        raise ControlError(_FAULTS[BAD_NAME].format(name=name))
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        if name == "all":
+            self.call("supervisor.startAllProcesses", True)
+        elif name.endswith(":*"):
+            self.call("supervisor.startProcessGroup", name[:-2], True, name=name)
+        else:
+            self.call("supervisor.startProcess", name, True, name=name)
+
+    def stop(self, name: str) -> None:
+        if name == "all":
+            self.call("supervisor.stopAllProcesses", True)
+        elif name.endswith(":*"):
+            self.call("supervisor.stopProcessGroup", name[:-2], True, name=name)
+        else:
+            self.call("supervisor.stopProcess", name, True, name=name)
+
+    def restart(self, name: str) -> None:
+        try:
+            self.stop(name)
+        except ControlError as exc:
+            if getattr(exc, "fault_code", None) != NOT_RUNNING:
+                raise
+        self.start(name)
+
+    def signal(self, sig: str, name: str) -> None:
+        if name == "all":
+            self.call("supervisor.signalAllProcesses", sig, name=sig)
+        elif name.endswith(":*"):
+            self.call("supervisor.signalProcessGroup", name[:-2], sig, name=name)
+        else:
+            self.call("supervisor.signalProcess", name, sig, name=name)
+
+    def tail(self, name: str, offset: int, length: int, stderr: bool = False) -> tuple[bytes, int, bool]:
+        method = "supervisor.tailProcessStderrLog" if stderr else "supervisor.tailProcessStdoutLog"
+        text, new_offset, overflow = self.call(method, name, offset, length, name=name)
+        return text.encode("utf-8", "replace"), int(new_offset), bool(overflow)
+
+    def reload(self) -> None:
+        self.call("supervisor.restart")
+
+    def shutdown(self) -> None:
+        self.call("supervisor.shutdown")
+
+    def pid(self) -> int:
+        return int(self.call("supervisor.getPID"))

@@ -1,0 +1,190 @@
+"""Settings -> supervisord configuration text. Pure: no files written, no environment read.
+
+The caller (``launch.py``) writes the text with mode 0600. Every value that reaches the file goes
+through ``ini_value``, which doubles ``%`` (supervisord %-expands every option) and refuses what
+could end a line or start a comment; commands are quoted with ``shlex`` as supervisord splits them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from noetl.errors import ConfigError
+from noetl.settings import Settings
+from noetl.supervisor.paths import RunPaths
+
+GROUP = "noetl"
+LISTENER_STOPWAITSECS = 2
+# supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
+SUPERVISORD_TICK = 1.0
+# Start-up rules (explained in the template): a program must stay up STARTSECS to count as
+# started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
+STARTSECS = 2
+STARTRETRIES = 3
+
+
+@dataclass(frozen=True)
+class ControlAuth:
+    """Credentials of the control socket: new and random for every run."""
+
+    username: str
+    password: str
+
+    @classmethod
+    def new(cls) -> ControlAuth:
+        return cls(username="noetl-" + secrets.token_hex(4), password=secrets.token_urlsafe(24))
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: Sequence[str]
+    priority: int
+    stopwaitsecs: int
+    numprocs: int = 1
+    process_name: str = ""
+    startsecs: int = STARTSECS
+    startretries: int = STARTRETRIES
+    # Groups of programs that supervisord stops one after another; see max_stop_seconds.
+    stop_group: str = GROUP
+
+    def __post_init__(self) -> None:
+        if not self.process_name:
+            object.__setattr__(self, "process_name", self.name)
+
+
+def programs_for(settings: Settings, python: str) -> list[Program]:
+    """The programs a role runs, in start order."""
+    programs: list[Program] = []
+    if settings.role in ("all", "server"):
+        programs.append(
+            Program(
+                name="server",
+                command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
+                priority=10,
+                stopwaitsecs=settings.stop_timeout,
+            )
+        )
+    if settings.role in ("all", "worker"):
+        programs.append(
+            Program(
+                name="worker",
+                command=[python, "-m", "noetl.worker"],
+                priority=20,
+                stopwaitsecs=settings.worker_stop_timeout,
+                numprocs=settings.workers,
+                # A literal supervisord expansion: worker_00, worker_01, ...
+                process_name="worker_%(process_num)02d",
+            )
+        )
+    return programs
+
+
+def max_stop_seconds(settings: Settings) -> float:
+    """The longest `noetl run` may take from SIGTERM to exit with this configuration.
+
+    supervisord stops the programs of one group in parallel and the groups one after another:
+    the noetl group (longest stopwaitsecs), then the event listener, each plus a loop tick, plus a
+    tick for supervisord's own exit. A container's grace period must be longer than this.
+    """
+    groups: dict[str, int] = {}
+    for program in programs_for(settings, "python"):
+        groups[program.stop_group] = max(groups.get(program.stop_group, 0), program.stopwaitsecs)
+    groups["listener"] = LISTENER_STOPWAITSECS
+    return float(sum(groups.values()) + SUPERVISORD_TICK * (len(groups) + 1))
+
+
+_INLINE_COMMENT = (" ;", "\t;", " #", "\t#")
+
+
+def ini_value(value: object) -> str:
+    """Escape one value for supervisord's INI format, or refuse it."""
+    text = str(value)
+    if any(ch in text for ch in "\r\n\x00") or any(mark in text for mark in _INLINE_COMMENT):
+        raise ConfigError(
+            f"{text!r} cannot be written to the supervisord configuration "
+            "(no line breaks, NUL, or ';'/'#' after a space)"
+        )
+    return text.replace("%", "%%")
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """A command as supervisord parses it (shlex), ready for ``ini_value``."""
+    return " ".join(shlex.quote(arg) for arg in argv)
+
+
+def template_text() -> str:
+    """The template: inside the installed package, or at conf/ in a checkout."""
+    packaged = resources.files("noetl").joinpath("conf", "supervisord.conf.j2")
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[2] / "conf" / "supervisord.conf.j2"
+    return checkout.read_text(encoding="utf-8")
+
+
+def render(
+    settings: Settings,
+    control: ControlAuth,
+    python: str,
+    run_as_root: bool = False,
+) -> str:
+    """Render the supervisord configuration for ``settings``.
+
+    ``python`` is the interpreter the programs run with (the launcher's own), ``control`` the
+    control-socket credentials, ``run_as_root`` whether supervisord runs as root.
+    """
+    import jinja2
+
+    env = jinja2.Environment(
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ini"] = ini_value
+    paths = RunPaths(settings.run_dir)
+    listener = [
+        python,
+        "-m",
+        "noetl.supervisor.listener",
+        "--failure-file",
+        str(paths.failure),
+        "--format",
+        settings.log_format,
+    ]
+    programs = [
+        {
+            "name": p.name,
+            "command": command_line(p.command),
+            "numprocs": p.numprocs,
+            "process_name": p.process_name,
+            "priority": p.priority,
+            "startsecs": p.startsecs,
+            "startretries": p.startretries,
+            "stopwaitsecs": p.stopwaitsecs,
+        }
+        for p in programs_for(settings, python)
+    ]
+    return env.from_string(template_text()).render(
+        role=settings.role,
+        log_format=settings.log_format,
+        supervisord_loglevel="warn" if settings.log_level in ("warning", "error", "critical") else "info",
+        paths=paths,
+        control=control,
+        run_as_root=run_as_root,
+        listener_command=command_line(listener),
+        listener_stopwaitsecs=LISTENER_STOPWAITSECS,
+        programs=programs,
+        group=GROUP,
+    )
+
+
+def masked(text: str, control: ControlAuth) -> str:
+    """The rendered text with the control password hidden, for `noetl config render`."""
+    return text.replace(ini_value(control.password), "***")
