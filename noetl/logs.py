@@ -1,0 +1,84 @@
+"""One logging setup for every noetl program (server, workers, launcher).
+
+``configure_logging`` installs a single stderr handler on the root logger, in the format the
+settings ask for, and routes uvicorn's own loggers through it (uvicorn is started with
+``log_config=None``). Text lines read ``program | time LEVEL logger: message``; json lines are one
+object each. Nothing here logs settings: callers log ``settings.shown(...)`` values only, so
+secrets stay masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import IO, Any
+
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and goes into json lines.
+_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+# Loggers of libraries that would otherwise keep their own handlers or be too chatty.
+_ROUTED = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+_QUIET = {"nats": logging.WARNING}
+
+
+class TextFormatter(logging.Formatter):
+    """``program | 2024-01-01T12:00:00.123Z INFO noetl.server: message``."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__()
+        self.program = program
+
+    def format(self, record: logging.LogRecord) -> str:
+        head = f"{self.program} | {_timestamp(record)} {record.levelname} {record.name}"
+        line = f"{head}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, program, logger, message, extras, exception."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__()
+        self.program = program
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname.lower(),
+            "program": self.program,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def configure_logging(level: str, fmt: str, program: str, stream: IO[str] | None = None) -> None:
+    """Log everything at ``level`` and above to ``stream`` (stderr) as ``fmt`` ("text" or "json")."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter(program) if fmt == "json" else TextFormatter(program))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in _ROUTED:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet, root.level))

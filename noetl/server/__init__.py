@@ -1,0 +1,1 @@
+"""The NoETL API server: `python -m noetl.server`."""

@@ -1,0 +1,115 @@
+"""``python -m noetl.server [--host H] [--port P] [--init-db]``: the API server on uvicorn.
+
+Configuration errors (POSTGRES_HOST unset, a bad setting, the port taken) end the process at once
+with one line on stderr and a distinct exit code; PostgreSQL or NATS being down does not (the
+server starts, reports 503 on /api/ready and connects when they come up), so a supervisor does
+not restart it in a loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from noetl.errors import AlreadyRunningError, ConfigError, NoetlError
+from noetl.logs import configure_logging
+from noetl.settings import Settings, load_settings
+
+log = logging.getLogger("noetl.server")
+
+INIT_DB_WAIT = 30.0  # seconds --init-db waits for PostgreSQL to come up
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m noetl.server",
+        description="The NoETL API server (settings: NOETL_*, POSTGRES_*, NATS_URL).",
+    )
+    parser.add_argument("--host", help="listen address (NOETL_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (NOETL_PORT)")
+    parser.add_argument(
+        "--init-db",
+        action="store_true",
+        help=f"create or upgrade the schema first and fail if PostgreSQL is not up within {INIT_DB_WAIT:g}s",
+    )
+    return parser
+
+
+def graceful_timeout(stop_timeout: int, cleanup: float) -> int:
+    """Seconds uvicorn waits for requests in flight, leaving ``cleanup`` and 1 s of margin."""
+    return max(1, int(stop_timeout - cleanup - 1))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen on host:port here, so a taken port is one clear line instead of uvicorn's log."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AlreadyRunningError(
+                f"port {port} on {host} is already in use: stop what listens there or set NOETL_PORT"
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): fix NOETL_HOST/NOETL_PORT"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings, sock: socket.socket) -> None:
+    import uvicorn
+
+    from noetl.server.app import CLEANUP_BUDGET, create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        access_log=settings.log_level == "debug",
+        timeout_graceful_shutdown=graceful_timeout(settings.stop_timeout, CLEANUP_BUDGET),
+        lifespan="on",
+        server_header=False,
+    )
+    log.info(
+        "listening on %s:%d; postgres %s:%d/%s; nats %s; api token %s",
+        settings.host,
+        settings.port,
+        settings.postgres_host,
+        settings.postgres_port,
+        settings.postgres_db,
+        settings.shown("nats_url"),
+        "required" if settings.api_token else "not required",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(flags={"host": args.host, "port": args.port})
+        configure_logging(settings.log_level, settings.log_format, "server")
+        from noetl.server.initdb import init_database, require_postgres_host
+
+        require_postgres_host(settings)
+        if args.init_db:
+            result = asyncio.run(init_database(settings, INIT_DB_WAIT))
+            log.info("schema at version %d (applied now: %s)", result.version, result.applied or "none")
+        sock = bind(settings.host, settings.port)
+    except NoetlError as exc:
+        print(f"noetl server: {exc}", file=sys.stderr)
+        return exc.exit_code
+    serve(settings, sock)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

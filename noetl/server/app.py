@@ -1,0 +1,84 @@
+"""``create_app(settings)``: the FastAPI application and its background tasks.
+
+The lifespan starts four tasks and never waits for PostgreSQL or NATS: the server answers
+probes (readiness 503) while either is down, and the tasks connect as soon as they can.
+  - the database opener (pool + migrations), retrying until it succeeds;
+  - the NATS connection (unlimited reconnects) and the stream;
+  - the outbox (publish after commit, sweep for unpublished commands);
+  - the reaper (expired leases back to pending, or dead after max_attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from noetl import __version__
+from noetl.server import problems
+from noetl.server.auth import TokenAuth
+from noetl.server.limits import BodyLimit
+from noetl.server.reaper import run_reaper
+from noetl.server.routes import commands, executions, health, metrics, workers
+from noetl.server.services import Services
+from noetl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Seconds the lifespan's cleanup may take after uvicorn's graceful shutdown (see __main__).
+CLEANUP_BUDGET = 2.0
+
+
+def create_app(settings: Settings) -> FastAPI:
+    services = Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def open_database() -> None:
+            await services.db.keep_open()
+            services.outbox.sweep_soon()
+
+        tasks = [
+            asyncio.create_task(open_database(), name="noetl-db"),
+            asyncio.create_task(services.publisher.keep_connected(), name="noetl-nats"),
+            asyncio.create_task(services.outbox.run(), name="noetl-outbox"),
+            asyncio.create_task(
+                run_reaper(services.db, services.outbox, services.metrics, settings.reaper_interval),
+                name="noetl-reaper",
+            ),
+        ]
+        try:
+            yield
+        finally:
+            await _shutdown(services, tasks)
+
+    app = FastAPI(
+        title="NoETL",
+        version=__version__,
+        description="Executions, commands and workers; see docs/api.md.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    for module in (health, metrics, executions, commands, workers):
+        app.include_router(module.router)
+    problems.install(app)
+    # Starlette runs the last added middleware first: the token check, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TokenAuth, token=settings.api_token)
+    return app
+
+
+async def _shutdown(services: Services, tasks: list[asyncio.Task[None]]) -> None:
+    """Stop the background tasks, publish what is queued if NATS is up, close the connections."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    # Best effort only: anything not published stays in the outbox for the next start.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(services.outbox.flush(), CLEANUP_BUDGET / 4)
+    await services.publisher.close(CLEANUP_BUDGET / 4)
+    await services.db.close(CLEANUP_BUDGET / 2)
+    log.info("server stopped")

@@ -1,0 +1,44 @@
+"""Optional bearer token on every mutating call (NOETL_API_TOKEN).
+
+A pure ASGI middleware rather than a route dependency, so that an unauthenticated request is
+refused before its body is read or validated, and no route can forget it. The token is compared
+in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class TokenAuth:
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.expected is None or scope["type"] != "http" or scope["method"] not in MUTATING:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        detail = "missing or wrong API token: send Authorization: Bearer <NOETL_API_TOKEN>"
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,74 @@
+"""Prometheus metrics of one server process, in a registry of its own (one per app).
+
+Latencies are observed as commands change state in this process; the counts (commands by status,
+queue depth, outbox backlog, workers online) are read from PostgreSQL at scrape time, so every
+replica reports the same totals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from noetl.server.db import Database, DatabaseUnavailable
+from noetl.server.models import STATUSES
+from noetl.server.queries import commands, workers
+
+log = logging.getLogger(__name__)
+
+WORKER_STALE_SECONDS = 60.0  # a worker silent for longer is not counted online
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Gauge("noetl_commands", "Commands by status.", ["status"], registry=r)
+        self.queue_depth = Gauge("noetl_queue_depth", "Commands pending (waiting for a claim).", registry=r)
+        self.outbox_backlog = Gauge(
+            "noetl_outbox_backlog", "Pending commands whose notice is not yet in JetStream.", registry=r
+        )
+        self.workers_online = Gauge(
+            "noetl_workers_online", "Workers online with a recent heartbeat.", registry=r
+        )
+        self.claim_latency = Histogram(
+            "noetl_claim_latency_seconds",
+            "Time a command waited pending before a worker claimed it.",
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.completion_latency = Histogram(
+            "noetl_completion_latency_seconds",
+            "Time from claim to completion or failure.",
+            ["status"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.published = Counter("noetl_notices_published", "Notices acknowledged by JetStream.", registry=r)
+        self.reaped = Counter(
+            "noetl_leases_expired",
+            "Expired leases returned to pending or made dead.",
+            ["outcome"],
+            registry=r,
+        )
+        self.db_up = Gauge("noetl_database_up", "1 when PostgreSQL answered the last scrape.", registry=r)
+
+    async def render(self, db: Database) -> bytes:
+        """Refresh the counts from PostgreSQL (when it answers) and return the text format."""
+        try:
+            async with db.connection() as conn:
+                by_status, backlog = await commands.count_by_status(conn)
+                online = await workers.count_online(conn, WORKER_STALE_SECONDS)
+        except DatabaseUnavailable as exc:
+            log.debug("metrics: database unavailable (%s)", exc)
+            self.db_up.set(0)
+        else:
+            self.db_up.set(1)
+            for status in STATUSES:
+                self.commands.labels(status).set(by_status.get(status, 0))
+            self.queue_depth.set(by_status.get("pending", 0))
+            self.outbox_backlog.set(backlog)
+            self.workers_online.set(online)
+        return generate_latest(self.registry)

@@ -1,0 +1,134 @@
+"""The database schema as a list of versioned migrations, applied idempotently.
+
+``migrate`` takes a transaction-scoped advisory lock first, so several server replicas (or
+`noetl db init` racing a starting server) apply each migration exactly once: the others wait for
+the lock, then find the versions already recorded in ``noetl.schema_version``.
+Append new migrations to ``MIGRATIONS``; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+# pg_advisory_xact_lock key: any constant shared by every noetl process ("noetl" in ASCII).
+LOCK_KEY = 0x6E6F65746C
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "executions, commands, events, workers",
+        """
+        CREATE TABLE noetl.executions (
+            execution_id uuid PRIMARY KEY,
+            status text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX executions_created_idx ON noetl.executions (created_at DESC, execution_id);
+        CREATE INDEX executions_status_idx ON noetl.executions (status, created_at DESC);
+
+        CREATE TABLE noetl.commands (
+            command_id uuid PRIMARY KEY,
+            execution_id uuid NOT NULL REFERENCES noetl.executions ON DELETE CASCADE,
+            tool jsonb NOT NULL,
+            timeout double precision NOT NULL,
+            max_attempts integer NOT NULL CHECK (max_attempts >= 1),
+            status text NOT NULL
+                CHECK (status IN ('pending', 'claimed', 'completed', 'failed', 'dead')),
+            -- the fencing token: the attempt of the latest claim (0 before the first one)
+            attempt integer NOT NULL DEFAULT 0,
+            -- attempts that count against max_attempts (expired leases; a release does not count)
+            lost_leases integer NOT NULL DEFAULT 0,
+            worker_id text,
+            lease_until timestamptz,
+            published_at timestamptz,
+            available_at timestamptz NOT NULL DEFAULT now(),
+            claimed_at timestamptz,
+            finished_at timestamptz,
+            result jsonb,
+            error text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX commands_execution_idx ON noetl.commands (execution_id);
+        CREATE INDEX commands_leases_idx ON noetl.commands (lease_until) WHERE status = 'claimed';
+        CREATE INDEX commands_outbox_idx ON noetl.commands (available_at)
+            WHERE status = 'pending' AND published_at IS NULL;
+        CREATE INDEX commands_status_idx ON noetl.commands (status);
+
+        CREATE TABLE noetl.events (
+            event_id bigserial PRIMARY KEY,
+            execution_id uuid NOT NULL REFERENCES noetl.executions ON DELETE CASCADE,
+            command_id uuid REFERENCES noetl.commands ON DELETE CASCADE,
+            type text NOT NULL,
+            payload jsonb NOT NULL DEFAULT '{}'::jsonb,
+            worker_id text,
+            attempt integer NOT NULL DEFAULT 0,
+            seq integer NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            -- the same event sent twice is stored once
+            UNIQUE (command_id, attempt, type, seq)
+        );
+        CREATE INDEX events_execution_idx ON noetl.events (execution_id, event_id);
+
+        CREATE TABLE noetl.workers (
+            worker_id text PRIMARY KEY,
+            name text NOT NULL,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            concurrency integer NOT NULL,
+            status text NOT NULL CHECK (status IN ('online', 'offline')),
+            running jsonb NOT NULL DEFAULT '[]'::jsonb,
+            registered_at timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
+)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied by this call."""
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+        await conn.execute(
+            """
+            CREATE SCHEMA IF NOT EXISTS noetl;
+            CREATE TABLE IF NOT EXISTS noetl.schema_version (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            """
+        )
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM noetl.schema_version")}
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO noetl.schema_version (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+            applied.append(migration.version)
+    return applied
+
+
+async def current_version(conn: asyncpg.Connection) -> int:
+    """The highest applied version, 0 when the schema was never created."""
+    exists = await conn.fetchval("SELECT to_regclass('noetl.schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM noetl.schema_version"))

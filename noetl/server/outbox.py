@@ -1,0 +1,90 @@
+"""Publishing notices after commit, and again later for whatever NATS missed.
+
+Routes hand the notices of committed changes to ``Outbox.notify``; the ``run`` task publishes
+them at once when NATS is up. Commands whose notice was not acknowledged keep
+``published_at = NULL``; the same task sweeps for them every interval and whenever NATS comes back,
+so a command created while NATS was down is published as soon as it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from noetl.server.db import Database, DatabaseUnavailable
+from noetl.server.metrics import ServerMetrics
+from noetl.server.publisher import Notice, Publisher
+from noetl.server.queries import commands
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+
+
+class Outbox:
+    def __init__(self, db: Database, publisher: Publisher, metrics: ServerMetrics, interval: float) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.metrics = metrics
+        self.interval = interval
+        self._queue: list[Notice] = []
+        self._wake = asyncio.Event()
+        self._sweep_due = True
+
+    def notify(self, *notices: Notice) -> None:
+        """Publish these soon (call only after their transaction committed)."""
+        self._queue.extend(notices)
+        self._wake.set()
+
+    def sweep_soon(self) -> None:
+        """Look for unpublished commands now (NATS or PostgreSQL just came back)."""
+        self._sweep_due = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Background task: publish notified notices, sweep every interval; never returns."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                self._sweep_due = True
+            self._wake.clear()
+            try:
+                await self.flush()
+            except DatabaseUnavailable as exc:
+                log.debug("outbox: database unavailable (%s)", exc)
+            except Exception:
+                log.exception("outbox: unexpected error; retrying in %.1fs", self.interval)
+                await asyncio.sleep(self.interval)
+
+    async def flush(self) -> None:
+        """Publish what is queued, then (when due) what the database still holds unpublished."""
+        batch, self._queue = self._queue, []
+        if not self.publisher.connected:
+            # Nothing is lost: these commands stay unpublished in the database until the sweep.
+            return
+        if batch:
+            await self._publish(batch)
+        if self._sweep_due:
+            self._sweep_due = False
+            while True:
+                async with self.db.connection() as conn:
+                    pending = await commands.unpublished(conn, SWEEP_BATCH)
+                if not pending:
+                    return
+                published = await self._publish(pending)
+                if published < len(pending):
+                    # NATS failed part-way; the next sweep continues.
+                    self._sweep_due = True
+                    return
+                if len(pending) < SWEEP_BATCH:
+                    return
+
+    async def _publish(self, notices: list[Notice]) -> int:
+        results = await asyncio.gather(*(self.publisher.publish(n) for n in notices))
+        acked = [n for n, ok in zip(notices, results, strict=True) if ok]
+        if acked:
+            self.metrics.published.inc(len(acked))
+            async with self.db.connection() as conn:
+                await commands.mark_published(conn, acked)
+        return len(acked)

@@ -1,0 +1,83 @@
+"""How failures become HTTP answers: always ``{"detail": "one line"}``, never a 500 for a client.
+
+Query code raises ``NotFound`` / ``Conflict``; the database layer raises ``DatabaseUnavailable``;
+FastAPI raises ``RequestValidationError``. ``install`` maps each to its status code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from noetl.server.db import DatabaseUnavailable
+from noetl.server.models import TOOL_KINDS
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(Exception):
+    """The named execution, command or worker does not exist (404)."""
+
+
+class Conflict(Exception):
+    """The request is valid but the state does not allow it: lease lost, command finished (409)."""
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def describe_validation(errors: list[dict[str, Any]], limit: int = 3) -> str:
+    """Turn pydantic errors into one line: ``tool.kind: Input should be ...; timeout: ...``."""
+    parts = []
+    for error in errors[:limit]:
+        loc = [str(p) for p in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "invalid")
+            parts.append(f"the body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})")
+            continue
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc if len(loc) == 1 else loc[1:]
+        # Drop pydantic's union branch names: ``tool.shell.command`` -> ``tool.command``.
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "tool" and p in TOOL_KINDS)]
+        where = ".".join(loc) or "request"
+        msg = str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {msg}")
+    more = len(errors) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
+        return problem(404, str(exc))
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return problem(409, str(exc))
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
+        return problem(503, "the database is unavailable; retry later", {"Retry-After": "2"})
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem(422, describe_validation(list(exc.errors())))
+
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # Validation should have caught it; answer as the client's mistake, and log it to fix.
+        log.warning("%s %s: PostgreSQL refused a value: %s", request.method, request.url.path, exc)
+        return problem(422, f"a value cannot be stored: {exc}")
+
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(DatabaseUnavailable, unavailable)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(asyncpg.DataError, unstorable)

@@ -1,0 +1,172 @@
+"""Command notices to NATS JetStream, surviving NATS outages.
+
+``Publisher.keep_connected`` (a background task) connects with unlimited reconnects, so the
+server starts while NATS is down; nats-py then reconnects by itself. Each notice is published with
+the JetStream message id ``<command_id>:<attempt>``, so a notice published twice (the fast path and
+the outbox racing, or a retry after a lost ack) is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType
+
+from noetl.settings import Settings, mask_url
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 2.0  # seconds to wait for JetStream's ack of one notice
+DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers message ids
+
+
+@dataclass(frozen=True)
+class Notice:
+    """ "Command ``command_id`` can be claimed; the claim will be attempt ``attempt``"."""
+
+    command_id: UUID
+    execution_id: UUID
+    attempt: int
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.command_id}:{self.attempt}"
+
+    def payload(self) -> bytes:
+        body = {"command_id": str(self.command_id), "execution_id": str(self.execution_id)}
+        return json.dumps({**body, "attempt": self.attempt}).encode()
+
+
+async def ensure_stream(js: JetStreamContext, name: str, subject: str) -> None:
+    """Create the work-queue stream unless it exists (an existing stream is used as it is)."""
+    try:
+        await js.stream_info(name)
+        return
+    except nats.js.errors.NotFoundError:
+        pass
+    try:
+        await js.add_stream(
+            name=name,
+            subjects=[subject],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW,
+        )
+    except nats.js.errors.BadRequestError:
+        # Another process created it a moment ago with a different configuration: use theirs.
+        await js.stream_info(name)
+
+
+class Publisher:
+    """One NATS connection for the server; ``publish`` returns False instead of raising."""
+
+    def __init__(self, settings: Settings, on_connected: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.on_connected = on_connected
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.stream_ready = False
+        self._last_error = ""
+        self._preparing: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected and self.stream_ready
+
+    async def keep_connected(self) -> None:
+        """Connect (retrying forever) and make sure the stream exists; for a background task."""
+        nc = Client()
+        await nc.connect(
+            servers=self.settings.nats_url.split(","),
+            name="noetl-server",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            connect_timeout=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self.nc = nc
+        self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
+        log.info("nats %s: connected", mask_url(nc.connected_url.geturl() if nc.connected_url else ""))
+        await self._prepare_stream()
+
+    async def _prepare_stream(self) -> None:
+        delay = 0.2
+        while self.js is not None and not self.stream_ready:
+            try:
+                await ensure_stream(self.js, self.settings.nats_stream, self.settings.nats_subject)
+                self.stream_ready = True
+                self._last_error = ""
+                if self.on_connected is not None:
+                    self.on_connected()
+                return
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                self._log_error(f"stream {self.settings.nats_stream} not ready: {exc!r}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def publish(self, notice: Notice) -> bool:
+        """Publish one notice and wait for JetStream's ack; False when it was not stored."""
+        if self.js is None or not self.connected:
+            return False
+        try:
+            await self.js.publish(
+                self.settings.nats_subject,
+                notice.payload(),
+                timeout=PUBLISH_TIMEOUT,
+                headers={"Nats-Msg-Id": notice.msg_id},
+            )
+            return True
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            self._log_error(f"publish failed: {exc!r}")
+            if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                # The stream is gone (a NATS with a fresh store): create it again.
+                self.stream_ready = False
+                self._spawn_prepare()
+            return False
+
+    async def close(self, timeout: float = 1.0) -> None:
+        nc, self.nc, self.js = self.nc, None, None
+        self.stream_ready = False
+        if self._preparing is not None:
+            self._preparing.cancel()
+        if nc is None:
+            return
+        with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+            await asyncio.wait_for(nc.close(), timeout)
+
+    def _log_error(self, error: str) -> None:
+        if error != self._last_error:
+            log.warning("nats: %s", error)
+            self._last_error = error
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._log_error(f"{type(exc).__name__}: {exc}")
+
+    async def _on_disconnected(self) -> None:
+        if self.nc is not None:
+            log.warning("nats: disconnected; reconnecting in the background")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats: reconnected")
+        self._last_error = ""
+        # The server may have come back with an empty store. Not awaited here: this callback runs
+        # inside nats-py's reconnect task.
+        self.stream_ready = False
+        self._spawn_prepare()
+
+    def _spawn_prepare(self) -> None:
+        if self._preparing is None or self._preparing.done():
+            self._preparing = asyncio.get_running_loop().create_task(self._prepare_stream())

@@ -1,0 +1,1 @@
+"""Small query functions, one module per resource; each takes a connection."""

@@ -1,0 +1,50 @@
+"""The reaper: leases that expired (their worker died or stalled) go back to pending or die.
+
+An expired lease counts as an attempt: the command is re-queued (and re-published) until it has
+lost ``max_attempts`` leases, then it is ``dead`` with a ``failed`` event. Several replicas may
+reap at once: each row is taken by one of them (SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from noetl.server.db import Database, DatabaseUnavailable
+from noetl.server.metrics import ServerMetrics
+from noetl.server.outbox import Outbox
+from noetl.server.queries import commands
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+async def reap_once(db: Database, outbox: Outbox, metrics: ServerMetrics) -> int:
+    """Sweep every expired lease now; returns how many commands changed."""
+    changed = 0
+    while True:
+        async with db.connection() as conn:
+            notices, dead = await commands.reap_expired(conn, BATCH)
+        if notices:
+            outbox.notify(*notices)
+            metrics.reaped.labels("requeued").inc(len(notices))
+        if dead:
+            metrics.reaped.labels("dead").inc(dead)
+        if notices or dead:
+            log.info("reaper: %d expired lease(s) re-queued, %d command(s) dead", len(notices), dead)
+        changed += len(notices) + dead
+        if len(notices) + dead < BATCH:
+            return changed
+
+
+async def run_reaper(db: Database, outbox: Outbox, metrics: ServerMetrics, interval: float) -> None:
+    """Background task: ``reap_once`` every ``interval`` seconds; never returns."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reap_once(db, outbox, metrics)
+        except DatabaseUnavailable as exc:
+            log.debug("reaper: database unavailable (%s)", exc)
+        except Exception:
+            log.exception("reaper: unexpected error; retrying in %.1fs", interval)

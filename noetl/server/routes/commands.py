@@ -1,0 +1,67 @@
+"""Worker-facing command calls: claim, heartbeat, events, release."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+
+from noetl.server.models import (
+    Claimed,
+    ClaimRequest,
+    Done,
+    EventRequest,
+    HeartbeatRequest,
+    Lease,
+    ReleaseRequest,
+    Stored,
+)
+from noetl.server.queries import commands
+from noetl.server.services import ServicesDep, error_responses
+
+router = APIRouter(prefix="/api/commands/{command_id}", tags=["commands"])
+
+_LEASE_ERRORS = error_responses(401, 404, 409, 413, 422, 503)
+
+
+@router.post("/claim", response_model=Claimed, responses=_LEASE_ERRORS)
+async def claim(command_id: UUID, body: ClaimRequest, services: ServicesDep) -> dict[str, Any]:
+    """200 when this worker now holds the lease (as a new attempt); 409 otherwise."""
+    async with services.db.connection() as conn:
+        row = await commands.claim(conn, command_id, body.worker_id, body.lease_seconds)
+    waited = (row["claimed_at"] - row["available_at"]).total_seconds()
+    services.metrics.claim_latency.observe(max(waited, 0.0))
+    return row
+
+
+@router.post("/heartbeat", response_model=Lease, responses=_LEASE_ERRORS)
+async def heartbeat(command_id: UUID, body: HeartbeatRequest, services: ServicesDep) -> dict[str, Any]:
+    """Extend the lease; 409 when it was lost."""
+    async with services.db.connection() as conn:
+        lease_until = await commands.heartbeat(
+            conn, command_id, body.worker_id, body.attempt, body.lease_seconds
+        )
+    return {"lease_until": lease_until}
+
+
+@router.post("/events", response_model=Stored, responses=_LEASE_ERRORS)
+async def event(command_id: UUID, body: EventRequest, services: ServicesDep) -> dict[str, Any]:
+    """Store a worker event; stored is false for a repeat. 409 unless the sender holds the lease."""
+    async with services.db.connection() as conn:
+        stored, finished = await commands.record_event(
+            conn, command_id, body.worker_id, body.attempt, body.type, body.payload, body.seq
+        )
+    if finished is not None:
+        ran = (finished.finished_at - finished.claimed_at).total_seconds()
+        services.metrics.completion_latency.labels(finished.status).observe(max(ran, 0.0))
+    return {"stored": stored}
+
+
+@router.post("/release", response_model=Done, responses=_LEASE_ERRORS)
+async def release(command_id: UUID, body: ReleaseRequest, services: ServicesDep) -> dict[str, Any]:
+    """Give the lease back; the command is pending again and re-published at once."""
+    async with services.db.connection() as conn:
+        notice = await commands.release(conn, command_id, body.worker_id, body.attempt)
+    services.outbox.notify(notice)
+    return {"status": "ok"}

@@ -1,0 +1,57 @@
+"""Executions: submit work, read one, list them (clients)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from noetl.server.models import ExecutionPage, ExecutionView, Status, SubmitRequest, Submitted, tool_spec
+from noetl.server.problems import NotFound
+from noetl.server.queries import executions
+from noetl.server.services import ServicesDep, error_responses
+
+router = APIRouter(tags=["executions"])
+
+
+@router.post(
+    "/api/executions",
+    status_code=201,
+    response_model=Submitted,
+    responses=error_responses(401, 413, 422, 503),
+)
+async def submit(body: SubmitRequest, services: ServicesDep) -> dict[str, Any]:
+    """Create an execution with one command; its notice is published after the commit."""
+    async with services.db.connection() as conn:
+        notice = await executions.create_execution(
+            conn, tool_spec(body.tool), body.timeout, body.max_attempts
+        )
+    services.outbox.notify(notice)
+    return {"execution_id": notice.execution_id, "command_id": notice.command_id}
+
+
+@router.get(
+    "/api/executions/{execution_id}",
+    response_model=ExecutionView,
+    responses=error_responses(404, 422, 503),
+)
+async def read(execution_id: UUID, services: ServicesDep) -> dict[str, Any]:
+    async with services.db.connection() as conn:
+        found = await executions.get_execution(conn, execution_id)
+    if found is None:
+        raise NotFound(f"no execution {execution_id}")
+    return found
+
+
+@router.get("/api/executions", response_model=ExecutionPage, responses=error_responses(422, 503))
+async def list_(
+    services: ServicesDep,
+    status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> dict[str, Any]:
+    """Executions, newest first, optionally only those with ``status``."""
+    async with services.db.connection() as conn:
+        items, total = await executions.list_executions(conn, status, limit, offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

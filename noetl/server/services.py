@@ -1,0 +1,55 @@
+"""What every route needs, built once per app: settings, database, publisher, outbox, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from noetl.server.db import Database
+from noetl.server.metrics import ServerMetrics
+from noetl.server.models import Problem
+from noetl.server.outbox import Outbox
+from noetl.server.publisher import Publisher
+from noetl.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    publisher: Publisher
+    outbox: Outbox
+    metrics: ServerMetrics
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        db = Database(settings)
+        metrics = ServerMetrics()
+        publisher = Publisher(settings)
+        outbox = Outbox(db, publisher, metrics, settings.reaper_interval)
+        publisher.on_connected = outbox.sweep_soon
+        return cls(settings, db, publisher, outbox, metrics)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+
+_REASONS = {
+    401: "NOETL_API_TOKEN is set and the call lacks `Authorization: Bearer <token>`",
+    404: "Not found",
+    409: "The state does not allow it (lease lost, command finished)",
+    413: "Body larger than NOETL_MAX_BODY_BYTES",
+    422: "Invalid request",
+    503: "PostgreSQL is unavailable; retry later",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give (all ``{"detail": "..."}``)."""
+    return {code: {"model": Problem, "description": _REASONS[code]} for code in codes}
