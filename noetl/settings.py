@@ -183,14 +183,12 @@ def mask_url(url: str) -> str:
             parts = urlsplit(u)
         except ValueError:
             return "***"
-        if parts.password is None and parts.username is None:
+        cred, at, hostport = parts.netloc.rpartition("@")
+        if not at:
             return u
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        user = parts.username or ""
-        cred = f"{user}:***" if parts.password is not None else "***"
-        return urlunsplit((parts.scheme, f"{cred}@{host}", parts.path, parts.query, parts.fragment))
+        user, colon, _ = cred.partition(":")
+        hidden = f"{user}:***" if colon else "***"
+        return urlunsplit(parts._replace(netloc=f"{hidden}@{hostport}"))
 
     return ",".join(one(u) for u in url.split(","))
 
@@ -473,10 +471,10 @@ def _expand_home(path: Path, env: Mapping[str, str], where: str) -> Path:
     if text == "~" or text.startswith("~/"):
         text = (env.get("HOME") or str(Path.home())) + text[1:]
         try:
-            return _path(text)
+            return _path(text).absolute()
         except _Invalid as exc:
             raise ConfigError(f"{where}: ~ expands to {text!r}, which is not valid: {exc}") from None
-    return path
+    return path.absolute()  # supervisord would resolve a relative path against its own cwd
 
 
 def describe_fields() -> list[tuple[str, str, str, str]]:

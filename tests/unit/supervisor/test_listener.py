@@ -1,0 +1,83 @@
+"""The event listener: line prefixes, JSON lines, crash-loop detection and its protocol."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from noetl.supervisor.listener import CRASH_LIMIT, CRASH_WINDOW, CrashWatch, LineFormatter, Listener, serve
+from noetl.supervisor.output import OK
+
+
+def test_text_lines_get_the_process_name_and_partial_lines_wait() -> None:
+    lines = LineFormatter("text")
+    assert lines.feed("worker_01", "stdout", b"hello\nwor") == b"worker_01 | hello\n"
+    assert lines.feed("worker_01", "stdout", b"ld\n") == b"worker_01 | world\n"
+    assert lines.feed("server", "stderr", b"tail") == b""
+    assert lines.flush("server") == b"server | tail\n"
+
+
+def test_json_lines_carry_a_process_field_and_keep_json_objects() -> None:
+    lines = LineFormatter("json")
+    out = lines.feed("worker_00", "stdout", b'{"level": "info", "message": "m"}\nplain text\n')
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert first == {"level": "info", "message": "m", "process": "worker_00"}
+    assert second["process"] == "worker_00" and second["message"] == "plain text"
+    assert "time" in second
+
+
+def test_crash_watch_counts_only_exits_inside_the_window() -> None:
+    now = [0.0]
+    watch = CrashWatch(clock=lambda: now[0])
+    for _ in range(CRASH_LIMIT - 1):
+        assert watch.unexpected_exit("worker_00") is None
+        now[0] += 1
+    assert watch.unexpected_exit("worker_01") is None  # another process does not count
+    now[0] += CRASH_WINDOW  # the old exits age out
+    assert watch.unexpected_exit("worker_00") is None
+    for _ in range(CRASH_LIMIT - 2):
+        watch.unexpected_exit("worker_00")
+    message = watch.unexpected_exit("worker_00")
+    assert message is not None and message.startswith("program worker_00 keeps crashing")
+
+
+def _event(name: str, payload: bytes) -> bytes:
+    return b"ver:3.0 server:supervisor serial:1 pool:listener poolserial:1 eventname:%s len:%d\n%s" % (
+        name.encode(),
+        len(payload),
+        payload,
+    )
+
+
+def test_protocol_logs_and_fatal_stop(tmp_path: Path) -> None:
+    stopped: list[bool] = []
+    failure = tmp_path / "failure"
+    listener = Listener(failure, "text", lambda: stopped.append(True))
+    stdin = io.BytesIO(
+        _event("PROCESS_LOG_STDOUT", b"processname:server groupname:noetl pid:7 channel:stdout\nup\n")
+        + _event("PROCESS_STATE_RUNNING", b"processname:server groupname:noetl from_state:STARTING pid:7")
+        + _event("PROCESS_STATE_FATAL", b"processname:worker_00 groupname:noetl from_state:BACKOFF")
+    )
+    stdout = io.BytesIO()
+    serve(listener, stdin, stdout)
+    replies = stdout.getvalue()
+    assert replies.startswith(b"READY\nRESULT 19\nstdout\nserver | up\n")
+    assert b"RESULT 2\nOK" in replies
+    assert stopped == [True]
+    assert failure.read_text().startswith("program worker_00 could not start")
+    assert replies.endswith(b"READY\n")
+
+
+def test_unexpected_exits_trigger_one_stop(tmp_path: Path) -> None:
+    stopped: list[bool] = []
+    listener = Listener(tmp_path / "failure", "text", lambda: stopped.append(True))
+    exited = b"processname:server groupname:noetl from_state:RUNNING expected:0 pid:9"
+    for _ in range(CRASH_LIMIT + 2):
+        listener.handle({"eventname": "PROCESS_STATE_EXITED"}, exited)
+    assert stopped == [True]
+    expected_exit = b"processname:worker_00 groupname:noetl from_state:RUNNING expected:1 pid:9"
+    other = Listener(tmp_path / "other", "text", lambda: stopped.append(True))
+    for _ in range(CRASH_LIMIT + 2):
+        assert other.handle({"eventname": "PROCESS_STATE_EXITED"}, expected_exit) == OK
+    assert stopped == [True]

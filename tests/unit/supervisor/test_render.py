@@ -1,0 +1,108 @@
+"""Rendering: golden files per role, validity under supervisor's own parser, stop budget."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from supervisor.datatypes import RestartUnconditionally
+
+from noetl.settings import load_settings
+from noetl.supervisor.render import ControlAuth, masked, max_stop_seconds, render
+from tests.unit.supervisor.conftest import argv_of, parse_with_supervisor
+
+GOLDEN = Path(__file__).parent / "golden"
+PYTHON = "/opt/noetl/venv/bin/python"
+AUTH = ControlAuth(username="noetl-test", password="not-a-real-password")
+ENV = {
+    "HOME": "/home/noetl",
+    "NOETL_RUN_DIR": "/run/noetl",
+    "POSTGRES_HOST": "db",
+    "POSTGRES_PASSWORD": "pg-secret-value",
+    "NOETL_API_TOKEN": "api-secret-value",
+    "NATS_URL": "nats://user:nats-secret-value@nats:4222",
+}
+
+
+@pytest.mark.parametrize(
+    ("profile", "env"),
+    [
+        ("all", {"NOETL_ROLE": "all", "NOETL_WORKERS": "3"}),
+        ("server", {"NOETL_ROLE": "server", "NOETL_STOP_TIMEOUT": "15"}),
+        ("worker", {"NOETL_ROLE": "worker", "NOETL_WORKERS": "2", "NOETL_LOG_FORMAT": "json"}),
+    ],
+)
+def test_golden(profile: str, env: dict[str, str]) -> None:
+    text = render(load_settings({**ENV, **env}), AUTH, PYTHON, run_as_root=False)
+    golden = GOLDEN / f"{profile}.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"rendered config for {profile} changed; UPDATE_GOLDEN=1 to accept"
+
+
+@pytest.mark.parametrize("role", ["all", "server", "worker"])
+def test_supervisor_parses_it_as_intended(role: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run dir"
+    (run_dir / "logs").mkdir(parents=True)
+    settings = load_settings({**ENV, "NOETL_RUN_DIR": str(run_dir), "NOETL_ROLE": role, "NOETL_WORKERS": "3"})
+    options = parse_with_supervisor(render(settings, AUTH, PYTHON), tmp_path)
+    groups = {g.name: g for g in options.process_group_configs}
+    assert set(groups) == {"noetl", "listener"}
+    names = [p.name for p in groups["noetl"].process_configs]
+    expected = {
+        "all": ["server", "worker_00", "worker_01", "worker_02"],
+        "server": ["server"],
+        "worker": ["worker_00", "worker_01", "worker_02"],
+    }[role]
+    assert names == expected
+    argv = argv_of(options)
+    if "server" in argv:
+        assert argv["server"] == [PYTHON, "-m", "noetl.server", "--host", "0.0.0.0", "--port", "8082"]
+    for process in groups["noetl"].process_configs:
+        assert process.stopasgroup and process.killasgroup
+        assert process.stopsignal == 15
+        assert process.stopwaitsecs == (10 if process.name == "server" else 20)
+        assert process.autorestart is RestartUnconditionally
+        assert process.stdout_events_enabled and process.stderr_events_enabled
+    (server,) = options.server_configs
+    assert server["chmod"] == 0o700
+    assert (server["username"], server["password"]) == (AUTH.username, AUTH.password)
+    assert server["file"] == str(run_dir / "supervisor.sock")
+    assert options.nodaemon
+
+
+def test_server_starts_before_workers() -> None:
+    text = render(load_settings({**ENV}), AUTH, PYTHON)
+    assert text.index("[program:server]") < text.index("[program:worker]")
+    assert "priority=10" in text.split("[program:server]")[1].split("[program:worker]")[0]
+
+
+def test_no_secret_in_the_rendered_file() -> None:
+    for role in ("all", "server", "worker"):
+        text = render(load_settings({**ENV, "NOETL_ROLE": role}), AUTH, PYTHON)
+        for secret in ("pg-secret-value", "api-secret-value", "nats-secret-value"):
+            assert secret not in text
+
+
+def test_masked_hides_the_control_password() -> None:
+    text = render(load_settings(ENV), AUTH, PYTHON)
+    assert AUTH.password in text
+    assert AUTH.password not in masked(text, AUTH)
+
+
+def test_root_says_so_to_avoid_the_crit_warning() -> None:
+    assert "user=root" in render(load_settings(ENV), AUTH, PYTHON, run_as_root=True)
+    assert "user=" not in render(load_settings(ENV), AUTH, PYTHON, run_as_root=False)
+
+
+def test_control_credentials_are_new_for_every_run() -> None:
+    assert ControlAuth.new() != ControlAuth.new()
+
+
+def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
+    settings = load_settings({**ENV, "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
+    # noetl group stops in parallel (20) + listener (2) + a tick per group and one for the exit.
+    assert max_stop_seconds(settings) == 20 + 2 + 3
+    server_only = load_settings({**ENV, "NOETL_ROLE": "server", "NOETL_STOP_TIMEOUT": "10"})
+    assert max_stop_seconds(server_only) == 10 + 2 + 3

@@ -1,0 +1,111 @@
+"""The CLI front door: fast commands import nothing heavy; errors are one line with an exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("fastapi", "uvicorn", "nats", "asyncpg", "docker", "kubernetes", "httpx", "jinja2", "starlette")
+
+PROBE = """
+import sys
+from noetl.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
+print("\\nIMPORTED=" + ",".join(heavy), file=sys.stderr)
+"""
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=set(HEAVY)), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["ctl", "status"]])
+def test_fast_commands_import_nothing_heavy(args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "NOETL_HOME": str(tmp_path)}
+    done = _run(args, env)
+    imported = done.stderr.rsplit("IMPORTED=", 1)[1].strip()
+    assert imported == "", f"noetl {' '.join(args)} imported {imported}"
+
+
+def test_ctl_status_with_nothing_running_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    env = {**os.environ, "NOETL_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl", "ctl", "status"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 4
+    assert done.stdout == ""
+    socket_path = tmp_path / "run" / "supervisor.sock"
+    expected = f"noetl: not running: no control socket at {socket_path} (start it with `noetl run`)\n"
+    assert done.stderr == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"NOETL_PORT": "abc"}, "NOETL_PORT='abc' is not valid"),
+        ({"NOETL_WORKERS": "-1"}, "NOETL_WORKERS='-1' is not valid"),
+        ({"NOETL_ROLE": "boss"}, "NOETL_ROLE='boss' is not valid"),
+    ],
+)
+def test_bad_setting_for_run_is_one_line_exit_2_nothing_started(
+    env: dict[str, str], needle: str, tmp_path: Path
+) -> None:
+    full = {**os.environ, "NOETL_HOME": str(tmp_path / "home"), **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl", "run"], capture_output=True, text=True, env=full, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and needle in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "home").exists()  # nothing was created, nothing started
+
+
+def test_config_check_exit_codes(tmp_path: Path) -> None:
+    env = {**os.environ, "NOETL_HOME": str(tmp_path), "POSTGRES_PASSWORD": "s3cret-value"}
+    ok = subprocess.run(
+        [sys.executable, "-m", "noetl", "config", "check"], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0 and "POSTGRES_PASSWORD=***" in ok.stdout and "s3cret-value" not in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "noetl", "config", "check"],
+        capture_output=True,
+        text=True,
+        env={**env, "NOETL_LOG_FORMAT": "yaml"},
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("noetl: NOETL_LOG_FORMAT='yaml' is not valid")
+
+
+def test_config_render_masks_the_control_password(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "NOETL_HOME": str(tmp_path),
+        "POSTGRES_HOST": "db",
+        "POSTGRES_PASSWORD": "s3cret-value",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl", "config", "render"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0
+    assert "password=***" in done.stdout and "s3cret-value" not in done.stdout
+    assert "[program:server]" in done.stdout
+
+
+def test_version() -> None:
+    from noetl import __version__
+
+    done = subprocess.run([sys.executable, "-m", "noetl", "--version"], capture_output=True, text=True)
+    assert done.stdout.strip() == f"noetl {__version__}"
