@@ -233,6 +233,18 @@ FIELDS: dict[str, Field] = {
         20,
         "Seconds a worker gets to drain after SIGTERM before SIGKILL.",
     ),
+    "worker_lease": Field(
+        "NOETL_WORKER_LEASE",
+        _float_range(1, 3600),
+        30.0,
+        "Seconds a worker's claim on a command lasts without a heartbeat (it heartbeats every third).",
+    ),
+    "process_name": Field(
+        "SUPERVISOR_PROCESS_NAME",
+        _optional_text,
+        None,
+        "This program's name, set by supervisord in each child (worker ids read host:name:pid).",
+    ),
     "enable_ui": Field("NOETL_ENABLE_UI", _bool, False, "Serve the web UI from the API server."),
     "log_level": Field("NOETL_LOG_LEVEL", _choice(*LOG_LEVELS), "info", "Log level of every program."),
     "log_format": Field(
@@ -310,6 +322,8 @@ class Settings:
     worker_concurrency: int
     stop_timeout: int
     worker_stop_timeout: int
+    worker_lease: float
+    process_name: str | None
     enable_ui: bool
     log_level: str
     log_format: str

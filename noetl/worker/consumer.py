@@ -1,0 +1,178 @@
+"""The worker's side of NATS JetStream: connect (waiting for NATS), ensure the stream and the shared
+durable pull consumer, fetch notices.
+
+Every worker shares one durable consumer, ``noetl-workers``, with explicit acks. A notice is only a
+hint (the claim decides), so an unacked notice coming back after ``ACK_WAIT`` is harmless: its claim
+answers 409 and it is acked then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from noetl.server.publisher import ensure_stream
+from noetl.settings import Settings, mask_url
+
+log = logging.getLogger("noetl.worker")
+
+DURABLE = "noetl-workers"
+# A delivered, unacked notice is redelivered after this; running commands send in_progress() well
+# within it, so only notices of dead workers come back.
+ACK_WAIT = 60.0
+# Unacked notices the consumer allows in flight over all workers (64 workers x 256 slots).
+MAX_ACK_PENDING = 16384
+_LOG_EVERY = 5.0
+
+NatsErrors = (nats.errors.Error, TimeoutError, OSError)
+
+
+class _Complaints:
+    """Log a repeated problem at most every few seconds, and a change of problem at once."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last = ""
+        self.at = -_LOG_EVERY
+
+    def __call__(self, text: str) -> None:
+        now = self.clock()
+        if text != self.last or now - self.at >= _LOG_EVERY:
+            log.warning("nats: %s", text)
+            self.last, self.at = text, now
+
+    def clear(self) -> None:
+        self.last = ""
+
+
+def consumer_config(subject: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=DURABLE,
+        durable_name=DURABLE,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ACK_WAIT,
+        max_deliver=-1,
+        max_ack_pending=MAX_ACK_PENDING,
+        filter_subject=subject,
+    )
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, subject: str) -> None:
+    """Create the stream and the durable consumer unless they exist (idempotent, race-safe)."""
+    await ensure_stream(js, stream, subject)
+    try:
+        await js.consumer_info(stream, DURABLE)
+        return
+    except nats.js.errors.NotFoundError:
+        pass
+    try:
+        await js.add_consumer(stream, config=consumer_config(subject))
+    except nats.js.errors.BadRequestError:
+        await js.consumer_info(stream, DURABLE)  # another worker made it a moment ago
+
+
+class Notices:
+    """This worker's NATS connection and pull subscription (recreated when the consumer vanished)."""
+
+    def __init__(
+        self, settings: Settings, name: str, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.stream = settings.nats_stream
+        self.subject = settings.nats_subject
+        self.sleep = sleep
+        self.nc = Client()
+        self.js = self.nc.jetstream(timeout=5)
+        self.sub: JetStreamContext.PullSubscription | None = None
+        self.complain = _Complaints()
+        self.closing = False
+
+    async def connect(self) -> None:
+        """Connect, waiting as long as it takes for NATS to be up (cancel the call to give up).
+
+        nats-py then reconnects by itself, forever, whenever the connection drops.
+        """
+        await self.nc.connect(
+            servers=self.settings.nats_url.split(","),
+            name=self.name,
+            max_reconnect_attempts=-1,  # also makes the first connect wait for NATS instead of failing
+            reconnect_time_wait=1,
+            connect_timeout=2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        url = self.nc.connected_url.geturl() if self.nc.connected_url else ""
+        log.info("nats %s: connected", mask_url(url))
+
+    async def _on_error(self, exc: Exception) -> None:
+        self.complain(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        if not self.closing:
+            log.warning("nats: disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self.complain.clear()
+        log.info("nats: reconnected")
+
+    async def ready(self) -> None:
+        """Make sure the stream and consumer exist and subscribe; retries until it works."""
+        delay = 0.2
+        while True:
+            try:
+                await ensure_consumer(self.js, self.stream, self.subject)
+                if self.sub is None:
+                    self.sub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=self.stream)
+                self.complain.clear()
+                return
+            except NatsErrors as exc:
+                self.complain(f"consumer {DURABLE} on stream {self.stream} not ready: {exc!r}")
+            await self.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def fetch_one(self, timeout: float) -> Msg | None:
+        """The next notice, or ``None`` when none came within ``timeout`` (idle) or NATS is away.
+
+        One at a time on purpose: nats-py's batch fetch waits out its whole timeout once it
+        lingers, which would delay a notice that arrives while the worker is idle.
+        """
+        if self.sub is None:
+            await self.ready()
+        assert self.sub is not None
+        try:
+            msgs = await self.sub.fetch(1, timeout=timeout)
+        except TimeoutError:  # nats.errors.TimeoutError is one too
+            return None  # idle: nothing to do, not an error
+        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError) as exc:
+            # The consumer or stream is gone (NATS restarted with an empty store): make them again.
+            self.complain(f"fetch: {exc!r}; recreating the consumer")
+            await self.ready()
+            return None
+        except NatsErrors as exc:
+            self.complain(f"fetch: {exc!r}")
+            await self.sleep(min(timeout, 1.0))
+            return None
+        self.complain.clear()
+        return msgs[0] if msgs else None
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Send what is buffered (acks, naks) and close the connection."""
+        self.closing = True
+        if self.nc.is_connected:
+            with contextlib.suppress(*NatsErrors):
+                await asyncio.wait_for(self.nc.flush(), timeout)
+        with contextlib.suppress(*NatsErrors):
+            await asyncio.wait_for(self.nc.close(), timeout)

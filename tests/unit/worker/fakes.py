@@ -1,0 +1,176 @@
+"""Small in-memory stand-ins for the worker's collaborators: a server that keeps leases like the
+real one (docs/api.md), NATS messages that record how they were settled, and a queue of notices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from noetl.worker.api import ApiRejected, Claim, ServerUnreachable
+from noetl.worker.tools import Outcome, ToolContext
+
+
+@dataclass
+class FakeMsg:
+    data: bytes
+    settled: list[str] = field(default_factory=list)
+    progress: int = 0
+
+    @classmethod
+    def notice(cls, command_id: str, attempt: int = 1) -> FakeMsg:
+        body = {"command_id": command_id, "execution_id": "e-" + command_id, "attempt": attempt}
+        return cls(json.dumps(body).encode())
+
+    async def ack(self) -> None:
+        self.settled.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.settled.append("nak")
+
+    async def in_progress(self) -> None:
+        self.progress += 1
+
+
+@dataclass
+class Command:
+    tool: dict[str, Any]
+    status: str = "pending"
+    attempt: int = 0
+    worker_id: str | None = None
+    timeout: float = 30.0
+
+
+class FakeServer:
+    """The lease rules of the real server, in memory: claim takes a pending command as a new
+    attempt; events, heartbeats and releases need the current lease holder's attempt."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+        self.events: list[tuple[str, int, str, dict[str, Any], int]] = []
+        self.calls: list[str] = []
+        self.unreachable = False
+        self.reject_completed: ApiRejected | None = None
+
+    def add(self, command_id: str, tool: dict[str, Any] | None = None, timeout: float = 30.0) -> None:
+        self.commands[command_id] = Command(tool or {"kind": "shell", "command": "true"}, timeout=timeout)
+
+    def types(self, command_id: str) -> list[str]:
+        return [kind for cid, _, kind, _, _ in self.events if cid == command_id]
+
+    def _check(self) -> None:
+        if self.unreachable:
+            raise ServerUnreachable("fake server down")
+
+    def _holds(self, command_id: str, worker_id: str, attempt: int) -> bool:
+        cmd = self.commands.get(command_id)
+        return (
+            cmd is not None
+            and cmd.status == "claimed"
+            and (cmd.worker_id, cmd.attempt) == (worker_id, attempt)
+        )
+
+    async def claim(
+        self, command_id: str, worker_id: str, lease: float, *, until: float | None
+    ) -> Claim | None:
+        self.calls.append("claim")
+        self._check()
+        cmd = self.commands.get(command_id)
+        if cmd is None or cmd.status != "pending":
+            return None
+        cmd.status, cmd.attempt, cmd.worker_id = "claimed", cmd.attempt + 1, worker_id
+        return Claim(command_id, "e-" + command_id, cmd.attempt, cmd.tool, cmd.timeout, None)
+
+    async def event(
+        self,
+        command_id: str,
+        worker_id: str,
+        attempt: int,
+        kind: str,
+        payload: dict[str, Any],
+        seq: int,
+        *,
+        until: float | None,
+    ) -> bool:
+        self.calls.append(kind)
+        self._check()
+        if kind == "completed" and self.reject_completed is not None:
+            raise self.reject_completed
+        if not self._holds(command_id, worker_id, attempt):
+            return False
+        self.events.append((command_id, attempt, kind, payload, seq))
+        if kind in ("completed", "failed"):
+            self.commands[command_id].status = kind
+        return True
+
+    async def heartbeat(
+        self, command_id: str, worker_id: str, attempt: int, lease: float, *, until: float | None
+    ) -> bool:
+        self.calls.append("heartbeat")
+        self._check()
+        return self._holds(command_id, worker_id, attempt)
+
+    async def release(self, command_id: str, worker_id: str, attempt: int, *, until: float | None) -> bool:
+        self.calls.append("release")
+        self._check()
+        if not self._holds(command_id, worker_id, attempt):
+            return False
+        self.commands[command_id].status = "pending"
+        self.events.append((command_id, attempt, "released", {}, 0))
+        return True
+
+    def steal(self, command_id: str) -> None:
+        """Another attempt takes the command over (the lease expired and someone else claimed it)."""
+        cmd = self.commands[command_id]
+        cmd.attempt += 1
+        cmd.worker_id = "someone-else"
+
+
+class ScriptedTools:
+    """A tool runner whose commands finish when the test says so (or at once with ``instant``)."""
+
+    def __init__(self, instant: bool = False) -> None:
+        self.instant = instant
+        self.started: list[Any] = []
+        self.cancelled: list[Any] = []
+        self.running = 0
+        self.most_at_once = 0
+        self.gates: dict[str, asyncio.Event] = {}
+
+    def finish(self, name: str) -> None:
+        self.gates.setdefault(name, asyncio.Event()).set()
+
+    async def __call__(self, tool: Any, ctx: ToolContext) -> Outcome:
+        name = tool.get("name", "")
+        self.started.append(name)
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if not self.instant:
+                await self.gates.setdefault(name, asyncio.Event()).wait()
+            if tool.get("fail"):
+                return Outcome(ok=False, error="it failed")
+            return Outcome(ok=True, result={"name": name})
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
+        finally:
+            self.running -= 1
+
+
+class QueueSource:
+    """Notices from an asyncio queue, like ``consumer.Notices.fetch_one``."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[FakeMsg] = asyncio.Queue()
+
+    def put(self, msg: FakeMsg) -> FakeMsg:
+        self.queue.put_nowait(msg)
+        return msg
+
+    async def fetch_one(self, timeout: float) -> FakeMsg | None:
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None

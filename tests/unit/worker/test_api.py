@@ -1,0 +1,166 @@
+"""The worker's API client: what is retried, what is an answer, what ends the worker.
+
+The server side is an ``httpx.MockTransport`` handler (the real server is exercised by the
+integration tests); the clock and sleep are fakes, so backoff is checked without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from noetl.errors import EXIT_CONFIG
+from noetl.worker.api import ApiRejected, AuthRejected, ServerApi, ServerUnreachable
+
+CLAIMED = {
+    "command_id": "c1",
+    "execution_id": "e1",
+    "attempt": 2,
+    "tool": {"kind": "shell", "command": "true"},
+    "timeout": 5,
+    "lease_until": "2030-01-01T00:00:00Z",
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def client(
+    handler: Callable[[httpx.Request], httpx.Response], clock: Clock, token: str | None = None
+) -> ServerApi:
+    return ServerApi(
+        "http://server", token, transport=httpx.MockTransport(handler), sleep=clock.sleep, clock=clock
+    )
+
+
+def scripted(*answers: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list]:
+    seen: list[httpx.Request] = []
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler, seen
+
+
+def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
+    async def scenario() -> None:
+        handler, seen = scripted(httpx.Response(200, json=CLAIMED))
+        api = client(handler, Clock(), token="s3cret")
+        claim = await api.claim("c1", "w1", 30.0, until=None)
+        assert claim is not None and claim.attempt == 2 and claim.timeout == 5.0
+        assert claim.tool == {"kind": "shell", "command": "true"}
+        assert seen[0].url.path == "/api/commands/c1/claim"
+        assert json.loads(seen[0].content) == {"worker_id": "w1", "lease_seconds": 30.0}
+        assert seen[0].headers["authorization"] == "Bearer s3cret"
+        await api.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("status", [404, 409])
+def test_claim_conflict_or_unknown_is_an_answer(status: int) -> None:
+    async def scenario() -> None:
+        handler, seen = scripted(httpx.Response(status, json={"detail": "held by another worker"}))
+        api = client(handler, Clock())
+        assert await api.claim("c1", "w1", 30.0, until=None) is None
+        assert len(seen) == 1  # not retried
+
+    asyncio.run(scenario())
+
+
+def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        handler, seen = scripted(
+            httpx.ConnectError("refused"),
+            *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,
+            httpx.Response(500, text="oops"),
+            httpx.Response(200, json={"stored": True}),
+        )
+        api = client(handler, clock)
+        assert await api.event("c1", "w1", 1, "completed", {"result": 1}, 1, until=None) is True
+        assert len(seen) == 10
+        assert clock.sleeps[0] == pytest.approx(0.1)
+        assert clock.sleeps == sorted(clock.sleeps)
+        assert max(clock.sleeps) == 2.0
+
+    asyncio.run(scenario())
+
+
+def test_retries_stop_at_the_deadline() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        handler, seen = scripted(httpx.ConnectError("refused"))
+        api = client(handler, clock)
+        with pytest.raises(ServerUnreachable, match="ConnectError"):
+            await api.heartbeat("c1", "w1", 1, 30.0, until=5.0)
+        assert clock.now <= 5.0
+        assert len(seen) > 3
+
+    asyncio.run(scenario())
+
+
+def test_lost_lease_is_false_not_an_error() -> None:
+    async def scenario() -> None:
+        handler, _ = scripted(httpx.Response(409, json={"detail": "lease lost"}))
+        api = client(handler, Clock())
+        assert await api.heartbeat("c1", "w1", 1, 30.0, until=None) is False
+        assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is False
+        assert await api.release("c1", "w1", 1, until=None) is False
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_token_ends_the_worker_with_the_config_exit_code() -> None:
+    async def scenario() -> None:
+        handler, seen = scripted(httpx.Response(401, json={"detail": "missing or wrong token"}))
+        api = client(handler, Clock(), token="wrong")
+        with pytest.raises(AuthRejected, match="NOETL_API_TOKEN") as info:
+            await api.register({"worker_id": "w1"}, until=None)
+        assert info.value.exit_code == EXIT_CONFIG
+        assert "wrong" not in str(info.value)  # the token is never repeated
+        assert len(seen) == 1
+
+    asyncio.run(scenario())
+
+
+def test_other_client_errors_carry_the_servers_detail() -> None:
+    async def scenario() -> None:
+        handler, _ = scripted(httpx.Response(413, json={"detail": "request body over 1048576 bytes"}))
+        api = client(handler, Clock())
+        with pytest.raises(ApiRejected) as info:
+            await api.event("c1", "w1", 1, "completed", {"result": "x" * 10}, 1, until=None)
+        assert info.value.status == 413
+        assert "1048576" in info.value.detail
+
+    asyncio.run(scenario())
+
+
+def test_worker_ids_are_escaped_in_paths() -> None:
+    async def scenario() -> None:
+        handler, seen = scripted(httpx.Response(404, json={"detail": "unknown worker"}))
+        api = client(handler, Clock())
+        assert await api.worker_heartbeat("host:worker_00:12", ["c1"], until=None) is False
+        assert seen[0].url.raw_path == b"/api/workers/host%3Aworker_00%3A12/heartbeat"
+        assert json.loads(seen[0].content) == {"running": ["c1"]}
+
+    asyncio.run(scenario())

@@ -1,0 +1,91 @@
+"""The shell tool with real processes: output, exit codes, limits, and no survivors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from noetl.worker.tools import ToolContext, run_tool
+from noetl.worker.tools.base import OUTPUT_LIMIT
+from tests.worker.procs import alive, read_pids, wait_gone
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def shell(command: object, timeout: float = 10, **extra: object):  # type: ignore[no-untyped-def]
+    return asyncio.run(run_tool({"kind": "shell", "command": command, **extra}, ToolContext(timeout, ENV)))
+
+
+def test_output_and_exit_code() -> None:
+    outcome = shell("echo out; echo err >&2")
+    assert outcome.ok
+    assert outcome.result == {"exit_code": 0, "stdout": "out\n", "stderr": "err\n"}
+
+
+def test_argv_is_not_interpreted_by_a_shell() -> None:
+    outcome = shell(["echo", "$HOME", "a;b"])
+    assert outcome.result["stdout"] == "$HOME a;b\n"
+
+
+def test_non_zero_exit_fails_with_the_last_stderr_line() -> None:
+    outcome = shell("echo starting; echo 'disk full' >&2; exit 3")
+    assert not outcome.ok
+    assert outcome.error == "exited with code 3: disk full"
+    assert outcome.output == {"exit_code": 3, "stdout": "starting\n", "stderr": "disk full\n"}
+
+
+def test_env_and_cwd(tmp_path: Path) -> None:
+    outcome = shell('echo "$GREETING"; pwd', env={"GREETING": "hello"}, cwd=str(tmp_path))
+    assert outcome.result["stdout"] == f"hello\n{tmp_path}\n"
+
+
+def test_missing_program_or_cwd_is_a_readable_failure(tmp_path: Path) -> None:
+    assert shell(["no-such-program-here"]).error == "cannot run 'no-such-program-here': no such program"
+    assert "not an existing directory" in (shell("true", cwd=str(tmp_path / "nope")).error or "")
+
+
+def test_output_is_cut_at_the_limit_with_a_marker_and_the_command_is_not_blocked() -> None:
+    outcome = shell(f"head -c {OUTPUT_LIMIT * 4} /dev/zero | tr '\\0' a; echo done >&2")
+    assert outcome.ok
+    stdout = outcome.result["stdout"]
+    assert stdout.startswith("a" * OUTPUT_LIMIT)
+    assert stdout.endswith(f"\n[truncated: {OUTPUT_LIMIT * 3} more bytes]")
+    assert outcome.result["stderr"] == "done\n"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    outcome = shell(f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; sleep 300", timeout=0.5)
+    assert not outcome.ok
+    assert outcome.error == "timed out after 0.5s: killed"
+    assert wait_gone(read_pids(pids, 2)) == []
+
+
+def test_what_a_command_leaves_behind_is_killed_when_it_exits(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    outcome = shell(f"sleep 300 > /dev/null 2>&1 & echo $! > {pids}")
+    assert outcome.ok
+    assert wait_gone(read_pids(pids, 1)) == []
+
+
+def test_cancelling_the_tool_kills_its_processes(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(
+            run_tool({"kind": "shell", "command": f"echo $$ > {pids}; sleep 300"}, ToolContext(60, ENV))
+        )
+        pid = await asyncio.to_thread(read_pids, pids, 1)
+        assert alive(pid[0])
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        assert wait_gone(pid) == []
+
+    asyncio.run(scenario())
+
+
+def test_killed_by_a_signal_says_so() -> None:
+    outcome = shell("kill -9 $$")
+    assert outcome.error == "killed by signal 9"
