@@ -1,0 +1,257 @@
+"""`noetl run` with the real supervisord, server and workers on a real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from noetl.settings import load_settings
+from noetl.supervisor.render import max_stop_seconds
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+WORKERS = {"worker_00", "worker_01"}
+
+
+def _pids(rows: list[dict[str, object]]) -> list[int]:
+    return [int(r["pid"]) for r in rows if r["pid"]]  # type: ignore[call-overload]
+
+
+def test_run_comes_up_and_supervisorctl_agrees(stack: Stack) -> None:
+    stack.env.update(NOETL_WORKERS="2")
+    stack.start()
+    rows = stack.wait_running({"server", *WORKERS})
+    assert {r["group"] for r in rows if r["name"] != "listener"} == {"noetl"}
+    for row in rows:
+        assert row["pid"] and row["rss"] and row["uptime"] is not None
+
+    human = stack.ctl("status")
+    assert human.returncode == 0
+    assert human.stdout.splitlines()[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RSS", "CPU%"]
+
+    config = stack.run_dir / "supervisord.conf"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert stat.S_IMODE(stack.run_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((stack.run_dir / "supervisor.sock").stat().st_mode) == 0o700
+
+    ctl = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(config), "status"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+    states = {line.split()[0]: line.split()[1] for line in ctl.stdout.splitlines()}
+    assert states == {
+        "listener": "RUNNING",
+        "noetl:server": "RUNNING",
+        "noetl:worker_00": "RUNNING",
+        "noetl:worker_01": "RUNNING",
+    }
+    stack.wait_ready()
+    # Program output reaches the launcher's stdout with the process name in front.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        "server | " in stack.output() and "worker_00 | " in stack.output()
+    ):
+        time.sleep(0.2)
+    assert "server | " in stack.output() and "worker_00 | " in stack.output()
+    assert "CRIT" not in stack.output()
+
+
+def test_sigterm_stops_everything_with_exit_0_and_leaves_no_process(stack: Stack) -> None:
+    proc = stack.start()
+    rows = stack.wait_running({"server", *WORKERS})
+    pids = _pids(rows)
+    supervisord = psutil.Process(proc.pid).children()
+    assert len(supervisord) == 1
+    everything = [psutil.Process(pid) for pid in pids] + supervisord
+    budget = max_stop_seconds(load_settings(stack.full_env()))
+    stack.signal(signal.SIGTERM)
+    assert stack.wait(timeout=budget + 5) == 0, stack.output()[-3000:]
+    _, alive = psutil.wait_procs(everything, timeout=1)
+    assert not alive
+    assert not (stack.run_dir / "supervisor.sock").exists()
+
+
+def test_a_crash_looping_program_ends_run_with_a_line_naming_it(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server")
+    stack.start()
+    stack.wait_running({"server"})
+    # Kill the server again and again, as a crash would: supervisord restarts it each time, and the
+    # event listener must give up on it and stop everything.
+    deadline = time.monotonic() + 90
+    while stack.proc is not None and stack.proc.poll() is None and time.monotonic() < deadline:
+        for row in stack.status():
+            if row["name"] == "server" and row["pid"]:
+                with __import__("contextlib").suppress(psutil.Error):
+                    psutil.Process(int(row["pid"])).kill()
+        time.sleep(0.3)
+    code = stack.wait(timeout=30)
+    assert code == 1
+    last = stack.output().strip().splitlines()[-1]
+    assert last.startswith("noetl: program server ")
+    assert "crashing" in last or "could not start" in last
+
+
+def test_second_run_on_the_same_run_dir_refuses(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server")
+    stack.start()
+    stack.wait_running({"server"})
+    again = subprocess.run(
+        [sys.executable, "-m", "noetl", "run"],
+        env={**stack.full_env(), "NOETL_PORT": "1"},  # would fail on the port, but the lock comes first
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.returncode == 5
+    assert again.stderr.startswith("noetl: noetl is already running with run dir")
+    assert again.stderr.count("\n") == 1
+
+
+def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", stack.port))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "noetl", "run"],
+            env=stack.full_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 5
+    assert f"port {stack.port} on 127.0.0.1 is already in use" in done.stderr
+    assert not (stack.run_dir / "supervisord.conf").exists()
+
+
+def test_stale_socket_and_pidfile_of_a_killed_run_do_not_block_the_next(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server")
+    proc = stack.start()
+    rows = stack.wait_running({"server"})
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in tree:  # a SIGKILL to everything, as an OOM kill of the whole container would do
+        p.kill()
+    psutil.wait_procs(tree, timeout=10)
+    assert (stack.run_dir / "supervisor.sock").exists() and (stack.run_dir / "supervisord.pid").exists()
+    assert _pids(rows)
+    stack.start()
+    stack.wait_running({"server"})
+    assert stack.stop() == 0
+
+
+def test_json_log_format_gives_one_object_per_line_with_the_process(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server", NOETL_LOG_FORMAT="json")
+    stack.start()
+    stack.wait_running({"server"})
+    stack.wait_ready()
+    assert stack.stop() == 0
+    records = [json.loads(line) for line in stack.output().splitlines() if line.strip()]
+    assert records and all("process" in r for r in records)
+    assert any(r["process"] == "server" for r in records)
+
+
+def test_ctl_actions_against_a_running_stack(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server")
+    stack.start()
+    stack.wait_running({"server"})
+    assert stack.ctl("stop", "server").returncode == 0
+    assert stack.ctl("status").returncode == 3
+    assert stack.ctl("start", "server").returncode == 0
+    stack.wait_running({"server"})
+    assert stack.ctl("restart", "noetl").returncode == 0
+    stack.wait_running({"server"})
+    bad = stack.ctl("stop", "nope")
+    assert bad.returncode == 1 and bad.stderr.startswith("noetl: no program or group named 'nope'")
+    tail = stack.ctl("tail", "--stderr", "server")
+    assert tail.returncode == 0 and tail.stdout
+    assert stack.ctl("shutdown").returncode == 0
+    assert stack.wait(timeout=30) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a new PID namespace needs root here")
+def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
+    stack.env.update(NOETL_ROLE="server")
+    proc = stack.start(argv0=["unshare", "--fork", "--pid", "--mount-proc", sys.executable, "-m", "noetl"])
+    stack.wait_running({"server"})
+    unshare = psutil.Process(proc.pid)
+    (launcher,) = unshare.children()  # PID 1 of the new namespace
+    assert _ns_pid(launcher.pid) == 1
+    # An orphan inside the namespace: its parent exits at once, so PID 1 inherits it.
+    subprocess.run(
+        ["nsenter", "-t", str(launcher.pid), "-p", "-m", "--", "sh", "-c", "sleep 0.5 & exit 0"], check=True
+    )
+    time.sleep(2)  # the orphan has ended by now; PID 1 must have reaped it
+    zombies = [c for c in launcher.children() if c.status() == psutil.STATUS_ZOMBIE]
+    assert zombies == []
+    launcher.send_signal(signal.SIGTERM)  # as the container runtime does to PID 1
+    assert stack.wait(timeout=60) == 0  # unshare --fork exits with PID 1's status
+    assert not launcher.is_running()
+
+
+def _ns_pid(host_pid: int) -> int:
+    with open(f"/proc/{host_pid}/status") as fh:
+        for line in fh:
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    raise AssertionError("no NSpid")
+
+
+def test_server_start_and_stop_round_trip_with_the_pid_file(stack: Stack) -> None:
+    env = stack.full_env()
+    pidfile = stack.home / "noetl_server.pid"
+    start = subprocess.run(
+        [sys.executable, "-m", "noetl", "server", "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert start.returncode == 0, start.stderr
+    assert start.stdout.startswith("noetl server started (pid ")
+    pid = int(pidfile.read_text())
+    launcher = psutil.Process(pid)
+    tree = [launcher, *launcher.children(recursive=True)]
+    assert len(tree) >= 4  # launcher, supervisord, listener, server
+    ctl = subprocess.run(
+        [sys.executable, "-m", "noetl", "ctl", "--run-dir", str(stack.run_dir / "server"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ctl.returncode == 0 and "server" in ctl.stdout
+
+    again = subprocess.run(
+        [sys.executable, "-m", "noetl", "server", "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.returncode == 5 and f"already running (pid {pid}" in again.stderr
+
+    stop = subprocess.run(
+        [sys.executable, "-m", "noetl", "server", "stop"], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert stop.returncode == 0 and stop.stdout.strip() == "noetl server stopped"
+    assert not pidfile.exists()
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive
+
+    stopped = subprocess.run(
+        [sys.executable, "-m", "noetl", "server", "stop"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "noetl server is not running"

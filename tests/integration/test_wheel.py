@@ -1,0 +1,61 @@
+"""The template ships inside the wheel: build it, install it into a fresh venv, render."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = dist.glob("noetl-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    # Run from a directory with no checkout in sight, so only the installed template can be found.
+    env = {
+        "PATH": f"{env_dir / 'bin'}:{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path),
+        "POSTGRES_HOST": "db",
+        "NOETL_WORKERS": "3",
+    }
+    done = subprocess.run(
+        [str(env_dir / "bin" / "noetl"), "config", "render"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[program:server]" in done.stdout and "numprocs=3" in done.stdout
+    location = subprocess.run(
+        [str(python), "-c", "import noetl.supervisor.render as r, noetl; print(noetl.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert str(env_dir) in location.stdout  # the installed package, not the checkout
