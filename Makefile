@@ -47,3 +47,53 @@ bench: $(VENV)/.installed-dev ## Run the benchmarks in bench/ and print their fi
 .PHONY: clean
 clean: ## Remove build artefacts (keeps .venv)
 	rm -rf dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# ----------------------------------------------------------------------------------------------
+# Container image and kind dev cluster (docs/deploy.md). Every target below runs `noetl build` or
+# `noetl k8s ...`: one implementation, shared with the CLI. Variables:
+#   PLATFORM=linux/amd64|linux/arm64  NO_CACHE=1  TAG=name:tag  BASE_IMAGE=image  CLUSTER=noetl
+# docker, kind and kubectl are needed where they are used; a missing one is named in one line.
+
+# `make install` already brings the deploy extra; otherwise install just that.
+DEPLOY_READY := $(if $(wildcard $(VENV)/.installed-dev),$(VENV)/.installed-dev,$(VENV)/.installed-deploy)
+CLUSTER ?= noetl
+BUILD_FLAGS = $(if $(PLATFORM),--platform $(PLATFORM)) $(if $(filter 1 true yes,$(NO_CACHE)),--no-cache) \
+	$(if $(TAG),--tag $(TAG)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
+K8S := $(NOETL) k8s --cluster $(CLUSTER)
+
+$(VENV)/.installed-deploy: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[deploy]'
+	touch $@
+
+.PHONY: build
+build: $(DEPLOY_READY) ## Build the image [PLATFORM=linux/arm64] [NO_CACHE=1] [TAG=...]; tag -> .noetl_last_build_tag.txt
+	@$(NOETL) build $(BUILD_FLAGS)
+
+.PHONY: kind-create
+kind-create: $(DEPLOY_READY) ## Create the kind dev cluster from ci/kind/config.yaml [CLUSTER=noetl]
+	@$(K8S) kind-create
+
+.PHONY: kind-delete
+kind-delete: $(DEPLOY_READY) ## Delete the kind dev cluster
+	@$(K8S) kind-delete
+
+.PHONY: k8s-deploy
+k8s-deploy: $(DEPLOY_READY) ## kind load the last build, apply ci/manifests/ with it, wait for both rollouts
+	@$(K8S) deploy
+
+.PHONY: k8s-redeploy
+k8s-redeploy: $(DEPLOY_READY) ## build, then k8s-deploy (takes the build variables)
+	@$(K8S) redeploy $(BUILD_FLAGS)
+
+.PHONY: k8s-remove
+k8s-remove: $(DEPLOY_READY) ## Delete the noetl namespace and everything in it
+	@$(K8S) remove
+
+.PHONY: k8s-reset
+k8s-reset: $(DEPLOY_READY) ## k8s-remove, then k8s-deploy (fresh PostgreSQL and NATS)
+	@$(K8S) reset
+
+.PHONY: test-image
+test-image: $(VENV)/.installed-dev ## Image tests on a real Docker engine (ci/docker/setup.sh makes one; root)
+	bash ci/docker/setup.sh
+	NOETL_REQUIRE_DOCKER=1 $(BIN)/pytest -m image tests/image -q

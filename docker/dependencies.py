@@ -1,0 +1,13 @@
+"""Print the runtime dependencies declared in pyproject.toml, one requirement a line.
+
+The image installs these in a layer of their own, before any of noetl's code is copied, so a
+change to the code alone reuses that layer. Run by docker/Dockerfile with the base image's Python.
+"""
+
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as fh:
+    project = tomllib.load(fh)["project"]
+for requirement in project.get("dependencies", []):
+    print(requirement)
