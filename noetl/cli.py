@@ -16,7 +16,7 @@ from noetl import __version__
 from noetl.errors import EXIT_CONFIG, NoetlError
 
 # The command modules, in the order `noetl --help` lists them.
-COMMANDS: tuple[str, ...] = ("run", "ctl", "config", "server", "worker", "submit", "status", "db", "build", "k8s")
+COMMANDS: tuple[str, ...] = ("run", "ctl", "config", "server", "worker", "build", "k8s")
 
 
 def build_parser() -> argparse.ArgumentParser:
