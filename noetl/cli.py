@@ -16,7 +16,18 @@ from noetl import __version__
 from noetl.errors import EXIT_CONFIG, NoetlError
 
 # The command modules, in the order `noetl --help` lists them.
-COMMANDS: tuple[str, ...] = ("run", "ctl", "config", "server", "worker", "build", "k8s")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "ctl",
+    "config",
+    "server",
+    "worker",
+    "submit",
+    "status",
+    "db",
+    "build",
+    "k8s",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list == ["--version"]:  # the one answer that needs no parser and no command module
+        print(f"noetl {__version__}")
+        return 0
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

