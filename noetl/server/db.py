@@ -28,6 +28,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now, canceled
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # the connection was closed under us
+    # A connection PostgreSQL terminated mid-statement (shutdown) can surface as a protocol state
+    # error ("cannot switch to state ...; another operation is in progress").
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
@@ -83,7 +86,9 @@ class Database:
     async def open(self) -> None:
         """Open the pool and run the migrations once; raises on failure."""
         pool = await asyncpg.create_pool(
-            min_size=1,
+            # min_size 0: no "restore the connection floor" task that logs a traceback per retry
+            # while PostgreSQL is down; connections open on demand and stay for reuse.
+            min_size=0,
             max_size=self.settings.db_pool_size,
             init=_init_connection,
             **connect_args(self.settings),

@@ -1,0 +1,49 @@
+"""`noetl status [ID] [--json]`: an execution with its commands and events, or the latest ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+
+from noetl.errors import EXIT_OK, ConfigError
+from noetl.settings import load_settings
+
+STATUSES = ("pending", "claimed", "completed", "failed", "dead")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show an execution (status, commands, events), or list the latest executions",
+        description="Ask the server at NOETL_SERVER_URL. Without ID, list executions, newest first.",
+    )
+    parser.add_argument("execution_id", nargs="?", metavar="ID", help="execution id")
+    parser.add_argument("--json", action="store_true", help="print the server's JSON")
+    parser.add_argument("--status", choices=STATUSES, help="list only executions with this status")
+    parser.add_argument("--limit", type=int, default=20, help="how many to list (default 20, at most 500)")
+    parser.add_argument("--offset", type=int, default=0, help="skip this many (default 0)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from noetl.client import ApiClient
+    from noetl.client.format import execution_text, executions_table
+
+    if args.execution_id is not None:
+        try:
+            uuid.UUID(args.execution_id)
+        except ValueError:
+            raise ConfigError(
+                f"{args.execution_id!r} is not an execution id (a UUID, as `noetl submit` prints)"
+            ) from None
+    if not 1 <= args.limit <= 500 or args.offset < 0:
+        raise ConfigError("--limit must be 1-500 and --offset 0 or more")
+    with ApiClient.from_settings(load_settings()) as client:
+        if args.execution_id is None:
+            page = client.executions(args.status, args.limit, args.offset)
+            print(json.dumps(page, indent=2) if args.json else executions_table(page))
+        else:
+            execution = client.execution(args.execution_id)
+            print(json.dumps(execution, indent=2) if args.json else execution_text(execution))
+    return EXIT_OK
