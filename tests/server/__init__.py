@@ -1,0 +1,1 @@
+"""Integration tests of the API server against real PostgreSQL and NATS."""

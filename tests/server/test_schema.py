@@ -1,0 +1,115 @@
+"""Schema migrations: idempotent, and safe when many processes apply them at once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+from noetl.server.migrations import MIGRATIONS, current_version, migrate
+from tests.server.conftest import ROOT, Server, clean_env, pg_fetch, submit
+
+pytestmark = pytest.mark.integration
+
+LATEST = MIGRATIONS[-1].version
+TABLES = ["commands", "events", "executions", "schema_version", "workers"]
+
+
+def _db_init(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "noetl", "db", "init"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _tables(pg_env: dict[str, str]) -> list[str]:
+    rows = pg_fetch(pg_env, "SELECT tablename FROM pg_tables WHERE schemaname = 'noetl' ORDER BY 1")
+    return [r["tablename"] for r in rows]
+
+
+def test_db_init_twice(pg_env: dict[str, str]) -> None:
+    env = clean_env(**pg_env)
+    outputs = []
+    for _ in range(2):
+        proc = _db_init(env)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outputs.append(out.strip())
+    assert outputs == [f"schema at version {LATEST} (applied 1)", f"schema already at version {LATEST}"]
+    assert _tables(pg_env) == TABLES
+
+
+def test_db_init_concurrently(pg_env: dict[str, str]) -> None:
+    env = clean_env(**pg_env)
+    procs = [_db_init(env) for _ in range(6)]
+    results = [(p.communicate(timeout=60), p.returncode) for p in procs]
+    assert [code for _, code in results] == [0] * 6, [err for (_, err), _ in results]
+    applied = [out for (out, _), _ in results if "applied" in out]
+    assert len(applied) == 1
+    versions = pg_fetch(pg_env, "SELECT version FROM noetl.schema_version ORDER BY version")
+    assert [v["version"] for v in versions] == [m.version for m in MIGRATIONS]
+
+
+def test_migrate_from_many_connections_at_once(pg_env: dict[str, str]) -> None:
+    async def run() -> list[list[int]]:
+        conns = [
+            await asyncpg.connect(
+                host=pg_env["POSTGRES_HOST"],
+                port=int(pg_env["POSTGRES_PORT"]),
+                user=pg_env["POSTGRES_USER"],
+                database=pg_env["POSTGRES_DB"],
+            )
+            for _ in range(12)
+        ]
+        try:
+            applied = await asyncio.gather(*(migrate(c) for c in conns))
+            assert await current_version(conns[0]) == LATEST
+            return list(applied)
+        finally:
+            for c in conns:
+                await c.close()
+
+    applied = asyncio.run(run())
+    assert sorted(applied, key=len) == [[]] * 11 + [[m.version for m in MIGRATIONS]]
+    assert _tables(pg_env) == TABLES
+
+
+def test_server_init_db_then_serves(
+    pg_env: dict[str, str], nats: object, make_server: Callable[..., Server], server_env: dict[str, str]
+) -> None:
+    # Two replicas starting at once on an empty database.
+    first = make_server(server_env, wait_ready=False)
+    second = make_server(server_env, wait_ready=False)
+    for server in (first, second):
+        server.wait_ready()
+        with server.client() as api:
+            submit(api)
+    versions = pg_fetch(pg_env, "SELECT version FROM noetl.schema_version")
+    assert [v["version"] for v in versions] == [m.version for m in MIGRATIONS]
+
+
+def test_init_db_flag_runs_migrations_before_serving(pg_env: dict[str, str]) -> None:
+    with socket.socket() as taken:  # the port is taken: the server stops right after --init-db
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [sys.executable, "-m", "noetl.server", "--init-db", "--host", "127.0.0.1", "--port", port],
+            env=clean_env(**pg_env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 5, proc.stderr
+    assert f"schema at version {LATEST} (applied now: [1])" in proc.stderr
+    assert _tables(pg_env) == TABLES

@@ -1,0 +1,1 @@
+"""Unit tests of noetl.server, noetl.client and the submit/status/db commands (nothing spawned)."""
