@@ -306,6 +306,19 @@ FIELDS: dict[str, Field] = {
     "postgres_password": Field(
         "POSTGRES_PASSWORD", _text, "", "PostgreSQL password (never written to files).", secret=True
     ),
+    "embedded": Field(
+        "NOETL_EMBEDDED",
+        _choice(*EMBEDDED_MODES),
+        "auto",
+        "auto: `noetl run` supervises its own PostgreSQL when POSTGRES_HOST is unset and its own NATS "
+        "when NATS_URL is unset; always: both, whatever is set; never: neither.",
+    ),
+    "embedded_postgres_port": Field(
+        "NOETL_EMBEDDED_POSTGRES_PORT", _int_range(1, 65535), 15432, "Port of the embedded PostgreSQL."
+    ),
+    "embedded_nats_port": Field(
+        "NOETL_EMBEDDED_NATS_PORT", _int_range(1, 65535), 14222, "Port of the embedded NATS server."
+    ),
 }
 
 CONFIG_ENV = "NOETL_CONFIG"
@@ -342,6 +355,9 @@ class Settings:
     postgres_db: str
     postgres_user: str
     postgres_password: str
+    embedded: str
+    embedded_postgres_port: int
+    embedded_nats_port: int
     # Where each value came from, by field name: "default", "NOETL_CONFIG file", "environment", "flag".
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 

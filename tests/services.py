@@ -262,7 +262,7 @@ class Postgres:
         )
 
 
-def _let_pg_user_reach(path: Path) -> None:
+def let_others_traverse(path: Path) -> None:
     """Make ``path`` and its ancestors inside the temp dir traversable for the PostgreSQL user."""
     os.chmod(path, 0o755)
     top = Path(tempfile.gettempdir()).resolve()
@@ -278,7 +278,7 @@ def _let_pg_user_reach(path: Path) -> None:
 def postgres_server(tmp: Path) -> Iterator[Postgres]:
     tmp.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        _let_pg_user_reach(tmp)
+        let_others_traverse(tmp)
     pg = Postgres(
         port=free_port(), data_dir=tmp / "pgdata", sock_dir=tmp / "pgsock", log_path=tmp / "postgres.log"
     )

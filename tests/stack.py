@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -57,11 +58,22 @@ class Stack:
         env.pop("NOETL_CONFIG", None)
         return env
 
-    def start(self, *args: str, argv0: list[str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, *args: str, argv0: list[str] | None = None, user: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `noetl run` (``argv0`` replaces `python -m noetl`; ``user`` runs it as that uid)."""
         log = self.log_path.open("ab")
         command = argv0 or [sys.executable, "-m", "noetl"]
+        as_user: dict[str, Any] = {}
+        if user is not None:
+            as_user = {
+                "user": user,
+                "group": pwd.getpwuid(user).pw_gid,
+                "extra_groups": [],
+                "cwd": str(self.home),
+            }
         self.proc = subprocess.Popen(
-            [*command, "run", *args], env=self.full_env(), stdout=log, stderr=subprocess.STDOUT
+            [*command, "run", *args], env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, **as_user
         )
         log.close()
         return self.proc

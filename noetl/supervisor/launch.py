@@ -29,6 +29,7 @@ from typing import TextIO
 
 from noetl.errors import AlreadyRunningError, ConfigError, ProgramFailedError
 from noetl.settings import Settings
+from noetl.supervisor import embedded
 from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.render import ControlAuth, render
 
@@ -111,9 +112,20 @@ def check_port(settings: Settings) -> None:
 def check_database(settings: Settings) -> None:
     if settings.role in ("all", "server") and not settings.postgres_host:
         raise ConfigError(
-            "POSTGRES_HOST is not set: the server needs PostgreSQL; set POSTGRES_HOST "
-            "(and POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD)"
+            "POSTGRES_HOST is not set and NOETL_EMBEDDED=never: set POSTGRES_HOST "
+            "(and POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD) or allow the embedded one"
         )
+
+
+def check_free(port: int, what: str, setting: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise AlreadyRunningError(
+                f"port {port} for the {what} is already in use; set {setting} to a free port"
+            ) from None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -199,12 +211,17 @@ def kill_tree() -> None:
     psutil.wait_procs(children, timeout=5)
 
 
-def announce(settings: Settings, out: TextIO) -> None:
+def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
     parts = []
     if settings.role in ("all", "server"):
-        parts.append(f"API on http://{settings.host}:{settings.port}")
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        parts.append(f"API on http://{host}:{settings.port}")
     if settings.role in ("all", "worker"):
         parts.append(f"{settings.workers} worker(s) x {settings.worker_concurrency}")
+    if what.postgres:
+        parts.append(f"embedded PostgreSQL on 127.0.0.1:{settings.postgres_port}")
+    if what.nats:
+        parts.append(f"embedded NATS on {settings.nats_url}")
     line = (
         f"noetl | starting role={settings.role}: {', '.join(parts)}; "
         f"`noetl ctl status` (run dir {settings.run_dir})"
@@ -224,15 +241,25 @@ def run(
 ) -> int:
     """Validate, render, start supervisord and stay its parent until it exits. Returns 0 or raises."""
     paths = RunPaths(settings.run_dir)
+    run_as_root = os.geteuid() == 0
+    what = embedded.plan(settings)
+    settings = embedded.effective(settings, what)
     check_database(settings)
+    bins = embedded.find_binaries(what, settings)
     prepare_run_dir(paths)
     with run_lock(paths):
         clear_stale(paths)
         check_port(settings)
-        text = render(settings, ControlAuth.new(), python, run_as_root=os.geteuid() == 0)
+        if what.postgres:
+            check_free(settings.embedded_postgres_port, "embedded PostgreSQL", "NOETL_EMBEDDED_POSTGRES_PORT")
+        if what.nats:
+            check_free(settings.embedded_nats_port, "embedded NATS", "NOETL_EMBEDDED_NATS_PORT")
+        embedded.prepare(settings, what, bins, run_as_root)
+        services = embedded.programs(settings, what, bins, run_as_root)
+        text = render(settings, ControlAuth.new(), python, run_as_root=run_as_root, services=services)
         write_private(paths.config, text)
         env = {**environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        announce(settings, out)
+        announce(settings, out, what)
         return supervise(paths, env, python)
 
 

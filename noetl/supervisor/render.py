@@ -17,15 +17,12 @@ from pathlib import Path
 from noetl.errors import ConfigError
 from noetl.settings import Settings
 from noetl.supervisor.paths import RunPaths
+from noetl.supervisor.programs import GROUP, SERVICES_GROUP, Program, group_names, programs_for
 
-GROUP = "noetl"
 LISTENER_STOPWAITSECS = 2
 # supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
 SUPERVISORD_TICK = 1.0
-# Start-up rules (explained in the template): a program must stay up STARTSECS to count as
-# started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
-STARTSECS = 2
-STARTRETRIES = 3
+GROUP_PRIORITY = {SERVICES_GROUP: 50, GROUP: 100}
 
 
 @dataclass(frozen=True)
@@ -40,61 +37,23 @@ class ControlAuth:
         return cls(username="noetl-" + secrets.token_hex(4), password=secrets.token_urlsafe(24))
 
 
-@dataclass(frozen=True)
-class Program:
-    name: str
-    command: Sequence[str]
-    priority: int
-    stopwaitsecs: int
-    numprocs: int = 1
-    process_name: str = ""
-    startsecs: int = STARTSECS
-    startretries: int = STARTRETRIES
-    # Groups of programs that supervisord stops one after another; see max_stop_seconds.
-    stop_group: str = GROUP
-
-    def __post_init__(self) -> None:
-        if not self.process_name:
-            object.__setattr__(self, "process_name", self.name)
-
-
-def programs_for(settings: Settings, python: str) -> list[Program]:
-    """The programs a role runs, in start order."""
-    programs: list[Program] = []
-    if settings.role in ("all", "server"):
-        programs.append(
-            Program(
-                name="server",
-                command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
-                priority=10,
-                stopwaitsecs=settings.stop_timeout,
-            )
-        )
-    if settings.role in ("all", "worker"):
-        programs.append(
-            Program(
-                name="worker",
-                command=[python, "-m", "noetl.worker"],
-                priority=20,
-                stopwaitsecs=settings.worker_stop_timeout,
-                numprocs=settings.workers,
-                # A literal supervisord expansion: worker_00, worker_01, ...
-                process_name="worker_%(process_num)02d",
-            )
-        )
-    return programs
-
-
-def max_stop_seconds(settings: Settings) -> float:
+def max_stop_seconds(settings: Settings, services: Sequence[Program] | None = None) -> float:
     """The longest `noetl run` may take from SIGTERM to exit with this configuration.
 
     supervisord stops the programs of one group in parallel and the groups one after another:
-    the noetl group (longest stopwaitsecs), then the event listener, each plus a loop tick, plus a
-    tick for supervisord's own exit. A container's grace period must be longer than this.
+    the noetl group (its longest stopwaitsecs), then the embedded services, then the event
+    listener, each plus a loop tick, plus a tick for supervisord's own exit. A container's grace
+    period must be longer than this. ``services`` defaults to what ``settings`` would embed.
     """
+    if services is None:
+        from noetl.supervisor import embedded
+
+        services = embedded.programs(
+            settings, embedded.plan(settings), embedded.Binaries(), run_as_root=False
+        )
     groups: dict[str, int] = {}
-    for program in programs_for(settings, "python"):
-        groups[program.stop_group] = max(groups.get(program.stop_group, 0), program.stopwaitsecs)
+    for program in [*programs_for(settings, "python"), *services]:
+        groups[program.group] = max(groups.get(program.group, 0), program.stopwaitsecs)
     groups["listener"] = LISTENER_STOPWAITSECS
     return float(sum(groups.values()) + SUPERVISORD_TICK * (len(groups) + 1))
 
@@ -132,11 +91,13 @@ def render(
     control: ControlAuth,
     python: str,
     run_as_root: bool = False,
+    services: Sequence[Program] = (),
 ) -> str:
     """Render the supervisord configuration for ``settings``.
 
     ``python`` is the interpreter the programs run with (the launcher's own), ``control`` the
-    control-socket credentials, ``run_as_root`` whether supervisord runs as root.
+    control-socket credentials, ``run_as_root`` whether supervisord runs as root, ``services``
+    the embedded PostgreSQL/NATS programs (see ``embedded.py``).
     """
     import jinja2
 
@@ -158,6 +119,7 @@ def render(
         "--format",
         settings.log_format,
     ]
+    everything = [*services, *programs_for(settings, python)]
     programs = [
         {
             "name": p.name,
@@ -168,8 +130,19 @@ def render(
             "startsecs": p.startsecs,
             "startretries": p.startretries,
             "stopwaitsecs": p.stopwaitsecs,
+            "stopsignal": p.stopsignal,
+            "stopasgroup": "true" if p.stopasgroup else "false",
+            "user": p.user,
         }
-        for p in programs_for(settings, python)
+        for p in everything
+    ]
+    groups = [
+        {
+            "name": name,
+            "priority": GROUP_PRIORITY[name],
+            "programs": ",".join(p.name for p in everything if p.group == name),
+        }
+        for name in group_names(everything)
     ]
     return env.from_string(template_text()).render(
         role=settings.role,
@@ -181,7 +154,7 @@ def render(
         listener_command=command_line(listener),
         listener_stopwaitsecs=LISTENER_STOPWAITSECS,
         programs=programs,
-        group=GROUP,
+        groups=groups,
     )
 
 

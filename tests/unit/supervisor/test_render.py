@@ -106,3 +106,55 @@ def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
     assert max_stop_seconds(settings) == 20 + 2 + 3
     server_only = load_settings({**ENV, "NOETL_ROLE": "server", "NOETL_STOP_TIMEOUT": "10"})
     assert max_stop_seconds(server_only) == 10 + 2 + 3
+
+
+def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp_path: Path) -> None:
+    from noetl.supervisor import embedded
+
+    env = {"HOME": "/home/noetl", "NOETL_RUN_DIR": "/run/noetl"}  # no POSTGRES_HOST, no NATS_URL
+    settings = load_settings(env)
+    what = embedded.plan(settings)
+    assert what == embedded.Plan(postgres=True, nats=True)
+    settings = embedded.effective(settings, what)
+    bins = embedded.Binaries(
+        postgres="/pg/bin/postgres", initdb="/pg/bin/initdb", nats_server="/venv/bin/nats-server"
+    )
+    services = embedded.programs(settings, what, bins, run_as_root=True)
+    text = render(settings, AUTH, PYTHON, run_as_root=True, services=services)
+    golden = GOLDEN / "embedded.conf"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), "rendered config for embedded changed; UPDATE_GOLDEN=1 to accept"
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    settings = embedded.effective(load_settings({**env, "NOETL_RUN_DIR": str(run_dir)}), what)
+    options = parse_with_supervisor(
+        render(
+            settings, AUTH, PYTHON, run_as_root=False, services=embedded.programs(settings, what, bins, False)
+        ),
+        tmp_path,
+    )
+    groups = {g.name: g for g in options.process_group_configs}
+    assert groups["services"].priority < groups["noetl"].priority
+    postgres = next(p for p in groups["services"].process_configs if p.name == "postgres")
+    assert postgres.stopsignal == 2  # SIGINT: PostgreSQL's fast shutdown
+    assert "user=noetl-pg" in text
+
+
+def test_embedded_plan_follows_what_is_configured() -> None:
+    from noetl.supervisor.embedded import Plan, plan
+
+    base = {"HOME": "/h"}
+    assert plan(load_settings(base)) == Plan(postgres=True, nats=True)
+    assert plan(load_settings({**base, "POSTGRES_HOST": "db"})) == Plan(postgres=False, nats=True)
+    assert plan(load_settings({**base, "NATS_URL": "nats://n:4222"})) == Plan(postgres=True, nats=False)
+    assert plan(load_settings({**base, "NOETL_EMBEDDED": "never"})) == Plan(postgres=False, nats=False)
+    assert plan(load_settings({**base, "NOETL_ROLE": "worker"})) == Plan(postgres=False, nats=False)
+    always = {**base, "NOETL_EMBEDDED": "always", "POSTGRES_HOST": "db", "NATS_URL": "nats://n:4222"}
+    assert plan(load_settings(always)) == Plan(postgres=True, nats=True)
+
+
+def test_max_stop_seconds_counts_the_embedded_services_group() -> None:
+    settings = load_settings({"HOME": "/h", "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
+    # noetl (20) + services (10) + listener (2), a tick for each and one for the exit.
+    assert max_stop_seconds(settings) == 20 + 10 + 2 + 4

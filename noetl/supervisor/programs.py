@@ -1,0 +1,73 @@
+"""The programs `noetl run` supervises, as data: what the template renders and stop budgets use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from noetl.settings import Settings
+
+GROUP = "noetl"
+SERVICES_GROUP = "services"
+# Start-up rules (explained in the template): a program must stay up STARTSECS to count as
+# started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
+STARTSECS = 2
+STARTRETRIES = 3
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    command: Sequence[str]
+    priority: int
+    stopwaitsecs: int
+    numprocs: int = 1
+    process_name: str = ""
+    startsecs: int = STARTSECS
+    startretries: int = STARTRETRIES
+    stopsignal: str = "TERM"
+    # Send the stop signal to the whole process group (a tool's subprocesses too), or to the
+    # program alone when it stops its own children (PostgreSQL's postmaster).
+    stopasgroup: bool = True
+    user: str | None = None
+    # supervisord stops the programs of one group in parallel, and the groups one after another.
+    group: str = GROUP
+
+    def __post_init__(self) -> None:
+        if not self.process_name:
+            object.__setattr__(self, "process_name", self.name)
+
+
+def programs_for(settings: Settings, python: str) -> list[Program]:
+    """The noetl programs a role runs, in start order."""
+    programs: list[Program] = []
+    if settings.role in ("all", "server"):
+        programs.append(
+            Program(
+                name="server",
+                command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
+                priority=10,
+                stopwaitsecs=settings.stop_timeout,
+            )
+        )
+    if settings.role in ("all", "worker"):
+        programs.append(
+            Program(
+                name="worker",
+                command=[python, "-m", "noetl.worker"],
+                priority=20,
+                stopwaitsecs=settings.worker_stop_timeout,
+                numprocs=settings.workers,
+                # A literal supervisord expansion: worker_00, worker_01, ...
+                process_name="worker_%(process_num)02d",
+            )
+        )
+    return programs
+
+
+def group_names(programs: Sequence[Program]) -> list[str]:
+    seen: list[str] = []
+    for program in programs:
+        if program.group not in seen:
+            seen.append(program.group)
+    return seen

@@ -1,0 +1,161 @@
+"""`noetl run` alone, with its embedded PostgreSQL and NATS (no external services)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.services import free_port, let_others_traverse
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROGRAMS = {"postgres", "nats", "server", "worker_00"}
+TEST_USER = "noetl-test-user"
+
+
+def _embedded_stack(home: Path) -> Stack:
+    stack = Stack(
+        home=home,
+        env={
+            "NOETL_WORKERS": "1",
+            "NOETL_EMBEDDED_POSTGRES_PORT": str(free_port()),
+            "NOETL_EMBEDDED_NATS_PORT": str(free_port()),
+        },
+    )
+    return stack
+
+
+def _clean_env(stack: Stack) -> None:
+    for name in ("POSTGRES_HOST", "NATS_URL", "NOETL_SERVER_URL"):
+        os.environ.pop(name, None)
+    stack.env["NOETL_SERVER_URL"] = stack.url
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "home"
+    path.mkdir()
+    let_others_traverse(path)  # as root, PostgreSQL runs as another user that must reach its data
+    yield path
+
+
+def _complete_one(stack: Stack) -> str:
+    status, body = stack.api(
+        "POST", "/api/executions", {"tool": {"kind": "shell", "command": "echo embedded"}}
+    )
+    assert status == 201, body
+    execution_id = body["execution_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, execution = stack.api("GET", f"/api/executions/{execution_id}")
+        if execution["status"] == "completed":
+            return str(execution_id)
+        time.sleep(0.2)
+    raise AssertionError(f"not completed: {execution}\n{stack.output()[-3000:]}")
+
+
+def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None:
+    stack = _embedded_stack(home)
+    _clean_env(stack)
+    try:
+        stack.start()
+        rows = stack.wait_running(PROGRAMS)
+        stack.wait_ready()
+        execution_id = _complete_one(stack)
+        processes = [psutil.Process(int(r["pid"])) for r in rows]
+        stack.signal(signal.SIGTERM)
+        assert stack.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(processes, timeout=2)
+        assert alive == []  # PostgreSQL and NATS too
+        assert "database system is shut down" in stack.output()
+
+        stack.start()
+        stack.wait_running(PROGRAMS)
+        stack.wait_ready()
+        status, execution = stack.api("GET", f"/api/executions/{execution_id}")
+        assert status == 200 and execution["status"] == "completed"
+        second_start = stack.output().rsplit("noetl | starting", 1)[1]
+        assert "database system was shut down at" in second_start  # a clean stop: no crash recovery
+        assert "automatic recovery" not in second_start
+        assert stack.stop() == 0
+    finally:
+        stack.stop()
+
+
+def test_two_runs_side_by_side_with_their_own_home_and_ports(tmp_path: Path) -> None:
+    stacks = []
+    for name in ("a", "b"):
+        path = tmp_path / name
+        path.mkdir()
+        let_others_traverse(path)
+        stacks.append(_embedded_stack(path))
+    try:
+        for stack in stacks:
+            _clean_env(stack)
+            stack.start()
+        for stack in stacks:
+            stack.wait_running(PROGRAMS)
+            stack.wait_ready()
+            _complete_one(stack)
+    finally:
+        codes = [stack.stop() for stack in stacks]
+    assert codes == [0, 0]
+
+
+@pytest.fixture(scope="module")
+def open_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """noetl[embedded] installed with Debian's /usr/bin/python3 in a directory others can read.
+
+    The development venv's interpreter lives under /root here (pyenv), which no other user can
+    reach, so the unprivileged run needs an installation of its own.
+    """
+    base = tmp_path_factory.mktemp("open-venv")
+    let_others_traverse(base)
+    venv = base / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", f"{ROOT}[embedded]"],
+        check=True,
+        timeout=900,
+        capture_output=True,
+    )
+    return venv
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating the unprivileged test user needs root")
+@pytest.mark.skipif(
+    not Path("/usr/bin/python3").exists(), reason="needs a system python3 other users can run"
+)
+def test_as_a_normal_user(home: Path, open_venv: Path) -> None:
+    try:
+        user = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", TEST_USER], check=True)
+        user = pwd.getpwnam(TEST_USER)
+    shutil.chown(home, user.pw_uid, user.pw_gid)
+    stack = _embedded_stack(home)
+    _clean_env(stack)
+    stack.env["HOME"] = str(home)
+    stack.env["PATH"] = f"{open_venv / 'bin'}:/usr/bin:/bin"
+    stack.start(argv0=[str(open_venv / "bin" / "noetl")], user=user.pw_uid)
+    try:
+        rows = stack.wait_running(PROGRAMS)
+        for row in rows:
+            assert psutil.Process(int(row["pid"])).uids().real == user.pw_uid, row
+        stack.wait_ready()
+        _complete_one(stack)
+        assert stack.stop() == 0
+    finally:
+        stack.stop()
