@@ -32,12 +32,12 @@ run: $(VENV)/.installed-run ## Run the whole stack here (embedded PostgreSQL and
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the test suite (starts real supervisord, PostgreSQL and NATS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not image"
 
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## ruff and mypy
 	$(BIN)/ruff check noetl tests bench
-	$(BIN)/ruff format --check noetl
+	$(BIN)/ruff format --check noetl tests bench
 	$(BIN)/mypy
 
 .PHONY: bench

@@ -250,7 +250,12 @@ FIELDS: dict[str, Field] = {
     "log_format": Field(
         "NOETL_LOG_FORMAT", _choice(*LOG_FORMATS), "text", "text (`name | line`) or json (one object a line)."
     ),
-    "home": Field("NOETL_HOME", _path, Path("~/.noetl"), "State directory (PID files, embedded data)."),
+    "home": Field(
+        "NOETL_HOME",
+        _path,
+        Path("~/.noetl"),
+        "State directory: PID files, run dir, embedded data (default for root: /var/lib/noetl).",
+    ),
     "run_dir": Field(
         "NOETL_RUN_DIR",
         _optional_path,
@@ -322,6 +327,7 @@ FIELDS: dict[str, Field] = {
 }
 
 CONFIG_ENV = "NOETL_CONFIG"
+ROOT_HOME = Path("/var/lib/noetl")
 
 
 @dataclass(frozen=True)
@@ -485,6 +491,10 @@ def load_settings(
             raise ConfigError(f"{where}={_describe(name, text)} is not valid: {exc}") from None
         sources[name] = where
 
+    if sources["home"] == "default" and os.geteuid() == 0:
+        # root's ~ is closed to other users, and the embedded PostgreSQL cannot run as root: a
+        # system service keeps its state in /var/lib.
+        values["home"] = ROOT_HOME
     values["home"] = _expand_home(values["home"], env, sources["home"])
     if values["run_dir"] is None:
         values["run_dir"] = values["home"] / "run"

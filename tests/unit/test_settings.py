@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ BASE = {"HOME": "/home/u"}
 def test_defaults() -> None:
     s = load_settings(BASE)
     assert (s.host, s.port, s.role, s.workers) == ("0.0.0.0", 8082, "all", 2)
-    assert s.home == Path("/home/u/.noetl")
-    assert s.run_dir == Path("/home/u/.noetl/run")
+    home = Path("/var/lib/noetl") if os.geteuid() == 0 else Path("/home/u/.noetl")
+    assert s.home == home
+    assert s.run_dir == home / "run"
+    assert load_settings({**BASE, "NOETL_HOME": "~/x"}).home == Path("/home/u/x")
     assert s.server_url == "http://127.0.0.1:8082"
     assert s.postgres_host is None
     assert s.sources["port"] == "default"
