@@ -30,8 +30,8 @@ start() {
     # setsid: the engine must outlive this script and not get the terminal's signals.
     setsid dockerd --data-root "$NOETL_CI_STATE/docker" --exec-root "$NOETL_CI_RUN/exec" \
         -p "$pidfile" >"$logfile" 2>&1 </dev/null &
-    local i
-    for i in $(seq 1 60); do
+    local _
+    for _ in $(seq 1 60); do
         answers && { log "dockerd is up (pid $(cat "$pidfile"))"; return 0; }
         sleep 0.5
     done
@@ -49,8 +49,8 @@ stop() {
     fi
     log "stopping dockerd (pid $pid)"
     kill -TERM "$pid"
-    local i
-    for i in $(seq 1 60); do
+    local _
+    for _ in $(seq 1 60); do
         kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
         sleep 0.5
     done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared paths and helpers for the ci/docker scripts (sourced, not run).
 # Everything lives in stable directories so a re-run on the same machine reuses the work;
 # each script also works from nothing on a fresh machine.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noetl import __version__
-from noetl.deploy.engine import Engine, ImageInfo
+from noetl.deploy.engine import Engine, ImageInfo, ImageStore
 from noetl.deploy.errors import DeployError
 from noetl.deploy.runner import Runner
 from noetl.deploy.tools import Which, require
@@ -136,7 +136,7 @@ def read_last_tag(path: Path) -> str:
 def build_image(
     opts: BuildOptions,
     run: Runner,
-    engine: Engine | None = None,
+    engine: ImageStore | None = None,
     which: Which = shutil.which,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> Built:

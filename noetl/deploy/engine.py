@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from noetl.deploy.errors import DeployError
 from noetl.deploy.tools import require_package
@@ -20,6 +20,14 @@ class ImageInfo:
     architecture: str
     labels: dict[str, str]
     user: str
+
+
+class ImageStore(Protocol):
+    """What build and deploy need from an engine (``Engine``, or a fake in tests)."""
+
+    def ping(self) -> None: ...
+
+    def image(self, tag: str) -> ImageInfo | None: ...
 
 
 class Engine:

@@ -1,8 +1,9 @@
 """The image's HEALTHCHECK: `python -m noetl.deploy.healthcheck` exits 0 when healthy, 1 when not.
 
-Roles with the API server (all, server) ask ``GET /api/health`` on this container's port; a
-worker-only container has no API, so it asks supervisord that every process is RUNNING (what
-`noetl ctl status` checks). Kubernetes ignores HEALTHCHECK and uses the manifests' probes instead.
+Healthy means: supervisord reports every process RUNNING (what `noetl ctl status` checks) and, for
+the roles with the API server (all, server), ``GET /api/health`` on this container's port answers
+200. A worker-only container has no API, so only its processes count. Kubernetes ignores
+HEALTHCHECK and uses the manifests' probes, which run this same check for the workers.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def main(environ: Mapping[str, str] | None = None, out: TextIO = sys.stdout) -> 
     except NoetlError as exc:
         print(f"unhealthy: {exc}", file=out)
         return 1
-    problem = check_processes(settings) if settings.role == "worker" else check_api(settings)
+    problem = check_processes(settings)
+    if problem is None and settings.role != "worker":
+        problem = check_api(settings)
     if problem:
         print(f"unhealthy: {problem}", file=out)
         return 1

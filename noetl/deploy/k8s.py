@@ -14,7 +14,7 @@ from typing import TextIO
 
 from noetl.deploy import manifests
 from noetl.deploy.build import TAG_FILE, read_last_tag
-from noetl.deploy.engine import Engine
+from noetl.deploy.engine import Engine, ImageStore
 from noetl.deploy.errors import DeployError
 from noetl.deploy.runner import Runner
 from noetl.deploy.tools import Which, require_all, require_package
@@ -90,7 +90,7 @@ def kind_delete(opts: ClusterOptions, run: Runner, which: Which = shutil.which) 
 def deploy(
     opts: ClusterOptions,
     run: Runner,
-    engine: Engine | None = None,
+    engine: ImageStore | None = None,
     which: Which = shutil.which,
     out: TextIO = sys.stdout,
 ) -> str:
@@ -129,7 +129,7 @@ def remove(opts: ClusterOptions, run: Runner, which: Which = shutil.which, out: 
 def reset(
     opts: ClusterOptions,
     run: Runner,
-    engine: Engine | None = None,
+    engine: ImageStore | None = None,
     which: Which = shutil.which,
     out: TextIO = sys.stdout,
 ) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from noetl.deploy.healthcheck import health_url, main
+from noetl.deploy.healthcheck import check_api, health_url, main
 from noetl.settings import load_settings
 
 
@@ -47,27 +47,29 @@ def test_wildcard_listen_address_is_checked_on_loopback() -> None:
     assert health_url(load_settings({"NOETL_HOST": "10.0.0.5"})) == "http://10.0.0.5:8082/api/health"
 
 
-@pytest.mark.parametrize("role", ["all", "server"])
-def test_healthy_when_the_api_answers_200(api: http.server.HTTPServer, role: str) -> None:
-    out = io.StringIO()
-    assert main(env_for(api, NOETL_ROLE=role), out) == 0
-    assert out.getvalue() == "healthy\n"
+def test_api_healthy_when_it_answers_200(api: http.server.HTTPServer) -> None:
+    assert check_api(load_settings(env_for(api))) is None
 
 
-def test_unhealthy_when_the_api_answers_an_error(api: http.server.HTTPServer) -> None:
+def test_api_unhealthy_when_it_answers_an_error(api: http.server.HTTPServer) -> None:
     Handler.status = 503
-    out = io.StringIO()
-    assert main(env_for(api), out) == 1
-    assert "answered 503" in out.getvalue()
+    assert "answered 503" in str(check_api(load_settings(env_for(api))))
 
 
-def test_unhealthy_when_nothing_listens(api: http.server.HTTPServer) -> None:
-    env = env_for(api)
+def test_api_unhealthy_when_nothing_listens(api: http.server.HTTPServer) -> None:
+    settings = load_settings(env_for(api))
     api.shutdown()
     api.server_close()
+    assert "does not answer" in str(check_api(settings))
+
+
+@pytest.mark.parametrize("role", ["all", "server"])
+def test_an_answering_api_is_not_enough_without_supervised_processes(
+    api: http.server.HTTPServer, role: str, tmp_path: Path
+) -> None:
     out = io.StringIO()
-    assert main(env, out) == 1
-    assert "does not answer" in out.getvalue()
+    assert main(env_for(api, NOETL_ROLE=role, NOETL_RUN_DIR=str(tmp_path)), out) == 1
+    assert "not running" in out.getvalue()
 
 
 def test_worker_role_asks_supervisord_not_http(api: http.server.HTTPServer, tmp_path: Path) -> None:

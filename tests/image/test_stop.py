@@ -1,0 +1,116 @@
+"""`docker stop -t <terminationGracePeriodSeconds>` behaves as the kubelet's termination: SIGTERM to
+PID 1 (`noetl run`), SIGKILL after the grace period. Each stop must end in time with exit code 0 and
+a graceful stop in the logs, also while a worker is running a command."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.image.stack import (
+    Backends,
+    grace_seconds,
+    manifest_stack,
+    run_container,
+    submit,
+    wait_status,
+)
+
+pytestmark = pytest.mark.image
+
+
+def records(logs: str) -> list[dict[str, object]]:
+    """The JSON lines of a container's output (NOETL_LOG_FORMAT=json in the ConfigMap)."""
+    found = []
+    for line in logs.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            found.append(record)
+    return found
+
+
+def messages(logs: str, process_prefix: str) -> list[str]:
+    return [
+        str(r.get("message", ""))
+        for r in records(logs)
+        if str(r.get("process", "")).startswith(process_prefix) and "message" in r
+    ]
+
+
+def assert_graceful(logs: str, processes: list[str]) -> None:
+    """No process was killed, and each one said it stopped (its own last line after SIGTERM)."""
+    assert "SIGKILL" not in logs and "killing" not in logs.lower(), logs[-3000:]
+    for name in processes:
+        said = messages(logs, name)
+        assert any(m == "server stopped" or m.endswith(" stopped") for m in said), (name, said[-5:])
+
+
+def wait_claimed(port: int, execution_id: str) -> None:
+    wait_status(port, execution_id, {"claimed"}, timeout=60)
+    time.sleep(0.5)  # the tool is started right after the claim
+
+
+def test_worker_stops_gracefully_while_running_a_command(image: str, backends: Backends, run_id: str) -> None:
+    with manifest_stack(image, backends, f"noetl-test-{run_id}-stopw") as stack:
+        stack.server.wait_healthy()
+        stack.worker.wait_healthy()
+        execution = submit(stack.port, "sleep 4; echo finished while draining")
+        wait_claimed(stack.port, execution)
+
+        code, took = stack.worker.stop(grace_seconds("noetl-worker"))
+
+        assert code == 0, stack.worker.logs()[-3000:]
+        logs = stack.worker.logs()
+        assert_graceful(logs, ["worker_00", "worker_01"])
+        assert any("draining" in m for m in messages(logs, "worker_"))
+        # The running command was let finish and reported, not cut off.
+        done = wait_status(stack.port, execution, {"completed", "failed", "dead"}, timeout=10)
+        assert done["status"] == "completed", done
+        assert "finished while draining" in str(done)
+        print(f"\nworker docker stop (command running): {took:.1f} s")
+
+        code, took = stack.server.stop(grace_seconds("noetl-server"))
+        assert code == 0, stack.server.logs()[-3000:]
+        server_logs = stack.server.logs()
+        assert_graceful(server_logs, ["server"])
+        print(f"server docker stop: {took:.1f} s")
+
+
+def test_all_in_one_container_stops_gracefully_while_running_a_command(
+    image: str, backends: Backends, run_id: str
+) -> None:
+    """NOETL_ROLE=all (server and workers in one container), stopped with the longest grace period."""
+    with manifest_stack(image, backends, f"noetl-test-{run_id}-stopa") as stack:
+        stack.server.remove()
+        stack.worker.remove()
+        overrides = {
+            "NOETL_ROLE": "all",
+            "NOETL_SERVER_URL": "http://127.0.0.1:8082",
+            "POSTGRES_HOST": backends.gateway,
+            "POSTGRES_PORT": str(backends.pg.port),
+            "POSTGRES_DB": stack.database,
+            "NATS_URL": stack.nats.url,
+        }
+        both = run_container(
+            image, f"noetl-test-{run_id}-all", backends, "noetl-worker", overrides, publish=True
+        )
+        try:
+            both.wait_healthy()
+            assert both.published is not None
+            status = both.exec("noetl", "ctl", "status")
+            assert status.returncode == 0, status.stdout
+            execution = submit(both.published, "sleep 3; echo all-in-one")
+            wait_claimed(both.published, execution)
+
+            code, took = both.stop(grace_seconds("noetl-worker"))
+
+            assert code == 0, both.logs()[-3000:]
+            assert_graceful(both.logs(), ["server", "worker_00", "worker_01"])
+            print(f"\nall-in-one docker stop (command running): {took:.1f} s")
+        finally:
+            both.remove()
