@@ -98,6 +98,7 @@ class Notices:
         self.sub: JetStreamContext.PullSubscription | None = None
         self.complain = _Complaints()
         self.closing = False
+        self.connected_once = False
 
     async def connect(self) -> None:
         """Connect, waiting as long as it takes for NATS to be up (cancel the call to give up).
@@ -114,6 +115,7 @@ class Notices:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        self.connected_once = True
         url = self.nc.connected_url.geturl() if self.nc.connected_url else ""
         log.info("nats %s: connected", mask_url(url))
 
@@ -171,6 +173,8 @@ class Notices:
     async def close(self, timeout: float = 1.0) -> None:
         """Send what is buffered (acks, naks) and close the connection."""
         self.closing = True
+        if not self.connected_once:
+            return  # nats-py cannot close a client that never connected
         if self.nc.is_connected:
             with contextlib.suppress(*NatsErrors):
                 await asyncio.wait_for(self.nc.flush(), timeout)

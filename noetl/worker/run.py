@@ -26,7 +26,7 @@ log = logging.getLogger("noetl.worker")
 T = TypeVar("T")
 
 GOODBYE_MIN = 0.3
-GOODBYE_MAX = 3.0
+GOODBYE_MAX = 1.0
 
 # Variables a tool's child process never sees: the worker's secrets.
 SECRET_ENV = frozenset(field.env for field in FIELDS.values() if field.secret)

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from noetl.worker.tools import ToolContext, run_tool
+from noetl.worker.tools import Outcome, ToolContext, run_tool
 from tests.services import free_port
 
 
@@ -56,7 +56,7 @@ def server() -> Iterator[str]:
         httpd.server_close()
 
 
-def http(timeout: float = 10, **tool: object):  # type: ignore[no-untyped-def]
+def http(timeout: float = 10, **tool: object) -> Outcome:
     return asyncio.run(run_tool({"kind": "http", **tool}, ToolContext(timeout)))
 
 
@@ -86,7 +86,7 @@ def test_error_status_fails_with_the_response_kept(server: str) -> None:
     outcome = http(url=f"{server}/missing")
     assert not outcome.ok
     assert outcome.error == f"GET {server}/missing answered 404 Not Found"
-    assert outcome.output["body"] == {"detail": "no such thing"}
+    assert outcome.output is not None and outcome.output["body"] == {"detail": "no such thing"}
 
 
 def test_no_answer_in_time_fails(server: str) -> None:

@@ -6,13 +6,13 @@ import asyncio
 import os
 from pathlib import Path
 
-from noetl.worker.tools import ToolContext, run_tool
+from noetl.worker.tools import Outcome, ToolContext, run_tool
 from tests.worker.procs import read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def python(code: str, args: dict[str, object] | None = None, timeout: float = 20):  # type: ignore[no-untyped-def]
+def python(code: str, args: dict[str, object] | None = None, timeout: float = 20) -> Outcome:
     tool = {"kind": "python", "code": code, "args": args or {}}
     return asyncio.run(run_tool(tool, ToolContext(timeout, ENV)))
 
@@ -32,7 +32,7 @@ def test_an_exception_fails_with_a_readable_error_and_the_traceback_in_stderr() 
     outcome = python("def f():\n    raise KeyError('missing')\nf()")
     assert not outcome.ok
     assert outcome.error == "KeyError (line 2): 'missing'"
-    assert "Traceback" in outcome.output["stderr"]
+    assert outcome.output is not None and "Traceback" in outcome.output["stderr"]
 
 
 def test_hard_exit_and_crash_are_failures() -> None:

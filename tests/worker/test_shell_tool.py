@@ -6,14 +6,14 @@ import asyncio
 import os
 from pathlib import Path
 
-from noetl.worker.tools import ToolContext, run_tool
+from noetl.worker.tools import Outcome, ToolContext, run_tool
 from noetl.worker.tools.base import OUTPUT_LIMIT
 from tests.worker.procs import alive, read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
-def shell(command: object, timeout: float = 10, **extra: object):  # type: ignore[no-untyped-def]
+def shell(command: object, timeout: float = 10, **extra: object) -> Outcome:
     return asyncio.run(run_tool({"kind": "shell", "command": command, **extra}, ToolContext(timeout, ENV)))
 
 

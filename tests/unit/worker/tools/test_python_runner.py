@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from noetl.worker.tools.python_runner import execute, main
 
@@ -42,7 +45,9 @@ def test_bad_requests_are_refused() -> None:
     assert "error" in execute(["code"])
 
 
-def test_main_writes_the_answer_file(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_main_writes_the_answer_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     out = tmp_path / "answer.json"

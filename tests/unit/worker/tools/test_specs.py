@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -38,14 +39,15 @@ def test_http_spec_checks() -> None:
     assert _check({"url": "http://x/y"}, CTX) == ("http://x/y", "GET", {}, 10.0)
     assert _check({"url": "https://x", "method": "post", "timeout": 3}, CTX)[1:] == ("POST", {}, 3.0)
     assert _check({"url": "https://x", "timeout": 60}, CTX)[3] == 10.0  # never past the command's timeout
-    for bad, why in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"url": "ftp://x"}, "`url`"),
         ({"url": "http://x", "method": "BREW"}, "`method`"),
         ({"url": "http://x", "headers": {"a": 1}}, "`headers`"),
         ({"url": "http://x", "json": {}, "body": ""}, "not both"),
         ({"url": "http://x", "body": {"a": 1}}, "`body` must be a string"),
         ({"url": "http://x", "timeout": 0}, "`timeout`"),
-    ]:
+    ]
+    for bad, why in cases:
         with pytest.raises(ToolError, match=why):
             _check(bad, CTX)
 
