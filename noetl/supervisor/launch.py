@@ -7,7 +7,8 @@ program could not stay up, and it does not reap orphans that are not its own chi
 - signal handlers only record the signal (through a wakeup pipe); the loop acts: the first
   SIGTERM/SIGINT is passed on to supervisord, which stops every program in parallel within its
   stop timeout; a second one kills the whole tree at once. SIGHUP is passed on (reload);
-- the loop reaps every child that ends, supervisord's and any orphan re-parented to it as PID 1;
+- the loop reaps every child that ends, supervisord's and any orphan re-parented to it as PID 1,
+  and kills this run's orphans (a SIGKILLed worker's tool processes) instead of letting them run on;
 - the exit status is 0 after a clean stop, or 1 with the line the event listener wrote when a
   program could not stay up.
 """
@@ -211,6 +212,29 @@ def kill_tree() -> None:
     psutil.wait_procs(children, timeout=5)
 
 
+def kill_orphans(supervisord: int, socket_url: str) -> None:
+    """SIGKILL the process groups of this run's orphans: processes re-parented to the launcher.
+
+    A worker killed mid-command (the OOM killer, a SIGKILL) leaves its tool's children behind;
+    they must not run on beside the command's next attempt. An orphan is this run's when it
+    carries the run's ``SUPERVISOR_SERVER_URL`` (supervisord sets it in every program, and tools
+    inherit it); others that reach PID 1 in a container (a `docker exec` job) are left alone.
+    """
+    import psutil
+
+    for child in psutil.Process().children():
+        if child.pid == supervisord:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if child.environ().get("SUPERVISOR_SERVER_URL") != socket_url:
+                continue
+            pgid = os.getpgid(child.pid)
+            if pgid != os.getpgrp():
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                child.kill()
+
+
 def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
     parts = []
     if settings.role in ("all", "server"):
@@ -287,6 +311,7 @@ def supervise(paths: RunPaths, env: Mapping[str, str], python: str) -> int:
                 elif sig in FORWARDED:
                     proc.send_signal(sig)
             status = reap(proc.pid)
+            kill_orphans(proc.pid, f"unix://{paths.socket}")
         proc.returncode = status  # reaped by us, not by Popen
     finally:
         signals.close()
