@@ -99,6 +99,8 @@ class Notices:
         self.complain = _Complaints()
         self.closing = False
         self.connected_once = False
+        # Set on reconnect: NATS may have come back with an empty store, without stream or consumer.
+        self.recheck = False
 
     async def connect(self) -> None:
         """Connect, waiting as long as it takes for NATS to be up (cancel the call to give up).
@@ -128,6 +130,7 @@ class Notices:
 
     async def _on_reconnected(self) -> None:
         self.complain.clear()
+        self.recheck = True
         log.info("nats: reconnected")
 
     async def ready(self) -> None:
@@ -151,7 +154,8 @@ class Notices:
         One at a time on purpose: nats-py's batch fetch waits out its whole timeout once it
         lingers, which would delay a notice that arrives while the worker is idle.
         """
-        if self.sub is None:
+        if self.sub is None or self.recheck:
+            self.recheck = False
             await self.ready()
         assert self.sub is not None
         try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.services import Nats, wait_until
@@ -266,6 +268,23 @@ def test_nats_restart_while_running_is_survived(cluster: Cluster, nats: Nats) ->
     assert worker.poll() is None
 
 
+def test_nats_back_with_an_empty_store_gets_its_stream_and_consumer_again(
+    cluster: Cluster, nats: Nats
+) -> None:
+    cluster.start_server()
+    worker = cluster.start_worker("worker_00")
+    cluster.wait_worker_ready("worker_00")
+    nats.stop()
+    shutil.rmtree(nats.store_dir)
+    nats.store_dir.mkdir()
+    nats.start()
+    wait_until(lambda: "nats: reconnected" in cluster.output("worker_00"), 30, "worker reconnected")
+    wait_until(cluster._ready, 30, "server ready again")
+    eid, _ = cluster.submit({"kind": "shell", "command": "echo fresh"})
+    assert_completed_once(cluster.wait_finished([eid], timeout=30)[eid])
+    assert worker.poll() is None
+
+
 def test_results_are_kept_while_the_server_is_briefly_away(cluster: Cluster) -> None:
     cluster.start_server()
     cluster.start_worker("worker_00")
@@ -279,3 +298,28 @@ def test_results_are_kept_while_the_server_is_briefly_away(cluster: Cluster) -> 
     assert_completed_once(view)
     assert view["commands"][0]["result"]["stdout"] == "done\n"
     assert "not answering" in cluster.output("worker_00")
+
+
+def test_a_wrong_api_token_ends_the_worker_with_one_line_and_exit_2(cluster: Cluster) -> None:
+    cluster.env["NOETL_API_TOKEN"] = "s3cret-server-token"
+    cluster.start_server()
+    worker = cluster.start_worker("worker_00", NOETL_API_TOKEN="wrong-worker-token")
+    assert worker.wait(timeout=30) == 2
+    output = cluster.output("worker_00")
+    assert "the server refused the worker's token (401)" in output
+    assert "NOETL_API_TOKEN" in output
+    assert "Traceback" not in output
+    assert "s3cret" not in output and "wrong-worker-token" not in output
+    # With the right token the same worker works.
+    right = cluster.start_worker("worker_01", NOETL_API_TOKEN="s3cret-server-token")
+    cluster.wait_worker_ready("worker_01")
+    submitted = httpx.post(
+        cluster.url + "/api/executions",
+        json={"tool": {"kind": "shell", "command": "true"}},
+        headers={"Authorization": "Bearer s3cret-server-token"},
+        timeout=15,
+    )
+    assert submitted.status_code == 201, submitted.text
+    eid = submitted.json()["execution_id"]
+    assert_completed_once(cluster.wait_finished([eid], timeout=30)[eid])
+    assert right.poll() is None

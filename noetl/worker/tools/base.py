@@ -127,6 +127,11 @@ class _Collector:
         return Captured(self.kept.decode("utf-8", errors="replace"), self.dropped)
 
 
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 async def run_process(
     argv: Sequence[str],
     *,
@@ -179,6 +184,9 @@ async def run_process(
             timed_out = True
     except BaseException:
         readers.cancel()
+        # Mark the cancelled readers' outcome as seen, or asyncio logs a traceback for every
+        # release and lost lease ("_GatheringFuture exception was never retrieved").
+        readers.add_done_callback(_seen)
         raise
     finally:
         # On timeout, on cancellation and after a normal exit alike: nothing of the command survives.
