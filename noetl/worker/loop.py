@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from noetl.worker.api import ServerApi
+from noetl.worker.consumer import NatsErrors
 from noetl.worker.drain import DrainBudget
 from noetl.worker.job import Delivery, Job, JobSettings, Runner
 from noetl.worker.signals import StopRequest
@@ -91,7 +92,7 @@ class WorkerLoop:
                 continue
             if self.stop.drain.is_set():
                 # Fetched just as the stop came: hand it straight back for another worker.
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*NatsErrors):
                     await msg.nak()
                 return
             self._start(msg)
