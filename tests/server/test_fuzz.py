@@ -1,0 +1,49 @@
+"""Schemathesis fuzzes the server's own OpenAPI schema against the real server: no 5xx, ever."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_openapi_fuzz_finds_no_server_error(server: Server, tmp_path: Path) -> None:
+    st = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+    assert st, "schemathesis is a dev dependency"
+    done = subprocess.run(
+        [
+            st,
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--seed",
+            "20261128",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+            "--no-color",
+            "--generation-database",
+            "none",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    assert "500" not in server.log.read_text(), server.log.read_text()[-4000:]
+    assert "Traceback" not in server.log.read_text(), server.log.read_text()[-4000:]
