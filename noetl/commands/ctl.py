@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     status = actions.add_parser(
         "status",
-        help="state, pid, uptime, RSS and CPU% of each process",
+        help="state, pid, uptime, RSS and CPU%% of each process",
         description="Exit 0 when every process is RUNNING, 3 when some are not, 4 when noetl is not running.",
     )
     status.add_argument("--json", action="store_true", help="print JSON")

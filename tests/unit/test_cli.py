@@ -109,3 +109,31 @@ def test_version() -> None:
 
     done = subprocess.run([sys.executable, "-m", "noetl", "--version"], capture_output=True, text=True)
     assert done.stdout.strip() == f"noetl {__version__}"
+
+
+def _every_parser() -> list[list[str]]:
+    import argparse
+
+    from noetl.cli import build_parser
+
+    found: list[list[str]] = [[]]
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+@pytest.mark.parametrize("words", _every_parser(), ids=lambda w: " ".join(w) or "noetl")
+def test_every_help_page_renders(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from noetl.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main([*words, "--help"])
+    assert done.value.code == 0
+    assert "usage: noetl" in capsys.readouterr().out
