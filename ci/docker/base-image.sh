@@ -63,8 +63,11 @@ fi
 
 if [ "$arch" = amd64 ]; then
     # docker/Dockerfile builds FROM python:3.12-slim unchanged; a real image of that name is kept.
-    current=$(docker image inspect -f '{{index .Config.Labels "org.noetl.ci.stand-in"}}' python:3.12-slim \
-        2>/dev/null || echo missing)
+    current=missing
+    if docker image inspect python:3.12-slim >/dev/null 2>&1; then
+        current=$(docker image inspect -f '{{index .Config.Labels "org.noetl.ci.stand-in"}}' python:3.12-slim \
+            2>/dev/null || true)
+    fi
     if [ "$current" = missing ] || [ "$current" = "python:3.12-slim" ]; then
         docker tag "$standin_tag" python:3.12-slim
     else
