@@ -48,7 +48,9 @@ def graceful_timeout(stop_timeout: int, cleanup: float) -> int:
 def bind(host: str, port: int) -> socket.socket:
     """Listen on host:port here, so a taken port is one clear line instead of uvicorn's log."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY on accepted connections only when it does, and
+    # without it every small response waits out the client's delayed ACK (~40 ms per request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
