@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -214,3 +215,16 @@ def test_init_db_fails_fast_when_postgres_refuses_credentials(pg_env: dict[str, 
     assert done.returncode == 2
     assert "database 'no_such_database' does not exist" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigterm_stops_cleanly_within_the_stop_timeout(server: Server, api: httpx.Client) -> None:
+    submit(api)
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    # NOETL_STOP_TIMEOUT is 5 here: the server must be gone before a supervisor would SIGKILL it.
+    code = server.proc.wait(timeout=5)
+    server.proc = None
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
+    log = server.log.read_text()
+    assert "server stopped" in log
+    assert "Traceback" not in log

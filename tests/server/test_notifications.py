@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,10 +37,8 @@ def test_commands_submitted_while_nats_is_down_are_published_when_it_returns(
         lambda: len(stream_notices(nats.url)) == 3 and stream_notices(nats.url), what="3 notices"
     )
     assert sorted(msg_id for msg_id, _ in notices) == sorted(f"{ids['command_id']}:1" for ids in made)
-    for ids in made:
-        wait_for(
-            lambda ids=ids: command_of(api, ids["execution_id"])["published_at"], what="published_at set"
-        )
+    for execution_id in (ids["execution_id"] for ids in made):
+        wait_for(partial(lambda e: command_of(api, e)["published_at"], execution_id), what="published_at")
 
 
 def test_expired_lease_is_requeued_and_republished(api: httpx.Client, nats: Nats) -> None:
