@@ -9,6 +9,7 @@ so a command created while NATS was down is published as soon as it returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from noetl.server.db import Database, DatabaseUnavailable
@@ -43,12 +44,18 @@ class Outbox:
 
     async def run(self) -> None:
         """Background task: publish notified notices, sweep every interval; never returns."""
+        loop = asyncio.get_running_loop()
+        last_sweep = loop.time()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                self._sweep_due = True
             self._wake.clear()
+            # By the clock, not only on idle timeouts: a steady stream of new notices must not
+            # postpone the sweep for ones whose publish failed.
+            if loop.time() - last_sweep >= self.interval:
+                self._sweep_due = True
+            if self._sweep_due:
+                last_sweep = loop.time()
             try:
                 await self.flush()
             except DatabaseUnavailable as exc:
