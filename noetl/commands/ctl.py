@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="status/start/stop/restart/signal/tail/reload/shutdown of the supervised programs",
         description=(
             "Talk to the supervisord of a running `noetl run` over its control socket in the run dir. "
-            "NAME is a process (server, worker_00), a group (noetl) or all."
+            "NAME is a process (server, worker_00), a group (workers, services) or all."
         ),
     )
     parser.add_argument("--run-dir", help="run directory (NOETL_RUN_DIR, default $NOETL_HOME/run)")

@@ -127,7 +127,7 @@ class Control:
         return list(self.call("supervisor.getAllProcessInfo"))
 
     def resolve(self, name: str) -> str:
-        """`worker_00` -> `noetl:worker_00`; `noetl` -> `noetl:*`; full names pass through."""
+        """`worker_00` -> `workers:worker_00`; `workers` -> `workers:*`; full names pass through."""
         if name == "all" or ":" in name:
             return name
         infos = self.processes()

@@ -7,8 +7,13 @@ from dataclasses import dataclass
 
 from noetl.settings import Settings
 
-GROUP = "noetl"
+# supervisord groups, stopped one after another in reverse priority order (see GROUP_PRIORITY):
+# first the workers (in parallel with each other), so that they can still report to the server while
+# they drain; then the server; then the embedded services it uses.
+WORKERS_GROUP = "workers"
+SERVER_GROUP = "server"
 SERVICES_GROUP = "services"
+GROUP_PRIORITY = {SERVICES_GROUP: 50, SERVER_GROUP: 100, WORKERS_GROUP: 200}
 # Start-up rules (explained in the template): a program must stay up STARTSECS to count as
 # started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
 STARTSECS = 2
@@ -31,7 +36,7 @@ class Program:
     stopasgroup: bool = True
     user: str | None = None
     # supervisord stops the programs of one group in parallel, and the groups one after another.
-    group: str = GROUP
+    group: str = WORKERS_GROUP
 
     def __post_init__(self) -> None:
         if not self.process_name:
@@ -46,8 +51,10 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
             Program(
                 name="server",
                 command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
-                priority=10,
+                # Alone in its group: its priority is the group's.
+                priority=GROUP_PRIORITY[SERVER_GROUP],
                 stopwaitsecs=settings.stop_timeout,
+                group=SERVER_GROUP,
             )
         )
     if settings.role in ("all", "worker"):
@@ -60,6 +67,7 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
                 numprocs=settings.workers,
                 # A literal supervisord expansion: worker_00, worker_01, ...
                 process_name="worker_%(process_num)02d",
+                group=WORKERS_GROUP,
             )
         )
     return programs

@@ -17,12 +17,11 @@ from pathlib import Path
 from noetl.errors import ConfigError
 from noetl.settings import Settings
 from noetl.supervisor.paths import RunPaths
-from noetl.supervisor.programs import GROUP, SERVICES_GROUP, Program, group_names, programs_for
+from noetl.supervisor.programs import GROUP_PRIORITY, Program, group_names, programs_for
 
 LISTENER_STOPWAITSECS = 2
 # supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
 SUPERVISORD_TICK = 1.0
-GROUP_PRIORITY = {SERVICES_GROUP: 50, GROUP: 100}
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def max_stop_seconds(settings: Settings, services: Sequence[Program] | None = No
     """The longest `noetl run` may take from SIGTERM to exit with this configuration.
 
     supervisord stops the programs of one group in parallel and the groups one after another:
-    the noetl group (its longest stopwaitsecs), then the embedded services, then the event
+    the workers (their stopwaitsecs), then the server, then the embedded services, then the event
     listener, each plus a loop tick, plus a tick for supervisord's own exit. A container's grace
     period must be longer than this. ``services`` defaults to what ``settings`` would embed.
     """
@@ -136,14 +135,11 @@ def render(
         }
         for p in everything
     ]
-    groups = [
-        {
-            "name": name,
-            "priority": GROUP_PRIORITY[name],
-            "programs": ",".join(p.name for p in everything if p.group == name),
-        }
-        for name in group_names(everything)
-    ]
+    groups = []
+    for name in group_names(everything):
+        members = [p.name for p in everything if p.group == name]
+        if members != [name]:  # a program alone in a group of its own name needs no [group:] section
+            groups.append({"name": name, "priority": GROUP_PRIORITY[name], "programs": ",".join(members)})
     return env.from_string(template_text()).render(
         role=settings.role,
         log_format=settings.log_format,

@@ -30,7 +30,12 @@ def test_run_comes_up_and_supervisorctl_agrees(stack: Stack) -> None:
     stack.env.update(NOETL_WORKERS="2")
     stack.start()
     rows = stack.wait_running({"server", *WORKERS})
-    assert {r["group"] for r in rows if r["name"] != "listener"} == {"noetl"}
+    assert {r["name"]: r["group"] for r in rows} == {
+        "listener": "listener",
+        "server": "server",
+        "worker_00": "workers",
+        "worker_01": "workers",
+    }
     for row in rows:
         assert row["pid"] and row["rss"] and row["uptime"] is not None
 
@@ -53,9 +58,9 @@ def test_run_comes_up_and_supervisorctl_agrees(stack: Stack) -> None:
     states = {line.split()[0]: line.split()[1] for line in ctl.stdout.splitlines()}
     assert states == {
         "listener": "RUNNING",
-        "noetl:server": "RUNNING",
-        "noetl:worker_00": "RUNNING",
-        "noetl:worker_01": "RUNNING",
+        "server": "RUNNING",
+        "workers:worker_00": "RUNNING",
+        "workers:worker_01": "RUNNING",
     }
     stack.wait_ready()
     # Program output reaches the launcher's stdout with the process name in front.
@@ -171,7 +176,7 @@ def test_ctl_actions_against_a_running_stack(stack: Stack) -> None:
     assert stack.ctl("status").returncode == 3
     assert stack.ctl("start", "server").returncode == 0
     stack.wait_running({"server"})
-    assert stack.ctl("restart", "noetl").returncode == 0
+    assert stack.ctl("restart", "all").returncode == 0
     stack.wait_running({"server"})
     bad = stack.ctl("stop", "nope")
     assert bad.returncode == 1 and bad.stderr.startswith("noetl: no program or group named 'nope'")

@@ -70,7 +70,7 @@ def test_sigterm_to_a_worker_running_a_3s_command(stack: Stack) -> None:
     api = start(stack)
     eid, _ = api.submit({"kind": "shell", "command": "sleep 3; echo done"})
     name = running_on(api, eid)
-    done = stack.ctl("stop", f"noetl:{name}")  # supervisord: SIGTERM, SIGKILL after stopwaitsecs (10 s)
+    done = stack.ctl("stop", name)  # supervisord: SIGTERM, SIGKILL after stopwaitsecs (10 s)
     assert done.returncode == 0, done.stdout + done.stderr
     # It drained and exited 0 by itself: supervisord did not have to kill it.
     assert f"stopped: {name} (exit status 0)" in stack.output()
@@ -88,7 +88,7 @@ def test_sigkill_to_a_worker_mid_command(stack: Stack, tmp_path: Path) -> None:
     name = running_on(api, eid)
     command_pids = read_pids(pids, 1)
     before = {r["name"]: r["pid"] for r in stack.status()}
-    killed = stack.ctl("signal", "KILL", f"noetl:{name}")
+    killed = stack.ctl("signal", "KILL", name)
     assert killed.returncode == 0, killed.stdout + killed.stderr
     assert wait_gone(command_pids) == []  # no orphan left running the command
     view = api.wait_finished([eid], timeout=60)[eid]

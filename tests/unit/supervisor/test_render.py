@@ -48,18 +48,19 @@ def test_supervisor_parses_it_as_intended(role: str, tmp_path: Path) -> None:
     settings = load_settings({**ENV, "NOETL_RUN_DIR": str(run_dir), "NOETL_ROLE": role, "NOETL_WORKERS": "3"})
     options = parse_with_supervisor(render(settings, AUTH, PYTHON), tmp_path)
     groups = {g.name: g for g in options.process_group_configs}
-    assert set(groups) == {"noetl", "listener"}
-    names = [p.name for p in groups["noetl"].process_configs]
-    expected = {
-        "all": ["server", "worker_00", "worker_01", "worker_02"],
-        "server": ["server"],
-        "worker": ["worker_00", "worker_01", "worker_02"],
-    }[role]
-    assert names == expected
+    expected_groups = {"all": {"server", "workers"}, "server": {"server"}, "worker": {"workers"}}[role]
+    assert set(groups) == expected_groups | {"listener"}
+    if "workers" in groups:
+        assert [p.name for p in groups["workers"].process_configs] == ["worker_00", "worker_01", "worker_02"]
+    if "server" in groups:
+        assert [p.name for p in groups["server"].process_configs] == ["server"]
+    if role == "all":
+        # Workers stop first (highest priority), so they can still report to the server.
+        assert groups["workers"].priority > groups["server"].priority > groups["listener"].priority
     argv = argv_of(options)
     if "server" in argv:
         assert argv["server"] == [PYTHON, "-m", "noetl.server", "--host", "0.0.0.0", "--port", "8082"]
-    for process in groups["noetl"].process_configs:
+    for process in [p for name in expected_groups for p in groups[name].process_configs]:
         assert process.stopasgroup and process.killasgroup
         assert process.stopsignal == 15
         assert process.stopwaitsecs == (10 if process.name == "server" else 20)
@@ -75,7 +76,8 @@ def test_supervisor_parses_it_as_intended(role: str, tmp_path: Path) -> None:
 def test_server_starts_before_workers() -> None:
     text = render(load_settings({**ENV}), AUTH, PYTHON)
     assert text.index("[program:server]") < text.index("[program:worker]")
-    assert "priority=10" in text.split("[program:server]")[1].split("[program:worker]")[0]
+    assert "priority=100" in text.split("[program:server]")[1].split("[program:worker]")[0]
+    assert "[group:workers]\nprograms=worker\npriority=200" in text
 
 
 def test_no_secret_in_the_rendered_file() -> None:
@@ -102,8 +104,8 @@ def test_control_credentials_are_new_for_every_run() -> None:
 
 def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
     settings = load_settings({**ENV, "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
-    # noetl group stops in parallel (20) + listener (2) + a tick per group and one for the exit.
-    assert max_stop_seconds(settings) == 20 + 2 + 3
+    # workers stop in parallel (20), then the server (10), the listener (2), a tick for each and the exit.
+    assert max_stop_seconds(settings) == 20 + 10 + 2 + 4
     server_only = load_settings({**ENV, "NOETL_ROLE": "server", "NOETL_STOP_TIMEOUT": "10"})
     assert max_stop_seconds(server_only) == 10 + 2 + 3
 
@@ -135,7 +137,7 @@ def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp
         tmp_path,
     )
     groups = {g.name: g for g in options.process_group_configs}
-    assert groups["services"].priority < groups["noetl"].priority
+    assert groups["services"].priority < groups["server"].priority < groups["workers"].priority
     postgres = next(p for p in groups["services"].process_configs if p.name == "postgres")
     assert postgres.stopsignal == 2  # SIGINT: PostgreSQL's fast shutdown
     assert "user=noetl-pg" in text
@@ -156,5 +158,5 @@ def test_embedded_plan_follows_what_is_configured() -> None:
 
 def test_max_stop_seconds_counts_the_embedded_services_group() -> None:
     settings = load_settings({"HOME": "/h", "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
-    # noetl (20) + services (10) + listener (2), a tick for each and one for the exit.
-    assert max_stop_seconds(settings) == 20 + 10 + 2 + 4
+    # workers (20) + server (10) + services (10) + listener (2), a tick for each and one for the exit.
+    assert max_stop_seconds(settings) == 20 + 10 + 10 + 2 + 5
