@@ -260,3 +260,46 @@ def test_server_start_and_stop_round_trip_with_the_pid_file(stack: Stack) -> Non
         [sys.executable, "-m", "noetl", "server", "stop"], env=env, capture_output=True, text=True, timeout=30
     )
     assert stopped.returncode == 0 and stopped.stdout.strip() == "noetl server is not running"
+
+
+def test_sigterm_while_a_command_runs_lets_it_finish_and_report_before_the_server_stops(
+    stack: Stack, pg_env: dict[str, str]
+) -> None:
+    import asyncio
+
+    import asyncpg
+
+    stack.env.update(NOETL_WORKERS="1")
+    stack.start()
+    stack.wait_running({"server", "worker_00"})
+    stack.wait_ready()
+    status, body = stack.api(
+        "POST", "/api/executions", {"tool": {"kind": "shell", "command": "sleep 3; echo done"}}
+    )
+    assert status == 201, body
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, execution = stack.api("GET", f"/api/executions/{body['execution_id']}")
+        if execution["status"] != "pending":
+            break
+        time.sleep(0.1)
+    stack.signal(signal.SIGTERM)
+    assert stack.wait(timeout=60) == 0, stack.output()[-3000:]
+
+    async def command_row() -> asyncpg.Record:
+        conn = await asyncpg.connect(
+            host=pg_env["POSTGRES_HOST"],
+            port=int(pg_env["POSTGRES_PORT"]),
+            user=pg_env["POSTGRES_USER"],
+            database=pg_env["POSTGRES_DB"],
+        )
+        try:
+            return await conn.fetchrow(
+                "SELECT status, attempt FROM noetl.commands WHERE command_id = $1", body["command_id"]
+            )
+        finally:
+            await conn.close()
+
+    row = asyncio.run(command_row())
+    # Completed by the worker that was draining, in its first attempt: the server was still there.
+    assert (row["status"], row["attempt"]) == ("completed", 1)
