@@ -2,9 +2,10 @@
 
 ``configure_logging`` installs a single stderr handler on the root logger, in the format the
 settings ask for, and routes uvicorn's own loggers through it (uvicorn is started with
-``log_config=None``). Text lines read ``program | time LEVEL logger: message``; json lines are one
-object each. Nothing here logs settings: callers log ``settings.shown(...)`` values only, so
-secrets stay masked.
+``log_config=None``). Text lines read ``time LEVEL logger: message``: under `noetl run` the event
+listener puts the process name in front (``worker_00 | ...``), so the program does not. Json lines are
+one object each, with the process name in ``process`` (the field the listener adds to other lines).
+Nothing here logs settings: callers log ``settings.shown(...)`` values only, so secrets stay masked.
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ _QUIET = {"nats": logging.WARNING}
 
 
 class TextFormatter(logging.Formatter):
-    """``program | 2024-01-01T12:00:00.123Z INFO noetl.server: message``."""
-
-    def __init__(self, program: str) -> None:
-        super().__init__()
-        self.program = program
+    """``2024-01-01T12:00:00.123Z INFO noetl.server: message``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        head = f"{self.program} | {_timestamp(record)} {record.levelname} {record.name}"
+        head = f"{_timestamp(record)} {record.levelname} {record.name}"
         line = f"{head}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -39,7 +36,7 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, program, logger, message, extras, exception."""
+    """One JSON object per line: time, level, process, logger, message, extras, exception."""
 
     def __init__(self, program: str) -> None:
         super().__init__()
@@ -49,7 +46,7 @@ class JsonFormatter(logging.Formatter):
         data: dict[str, Any] = {
             "time": _timestamp(record),
             "level": record.levelname.lower(),
-            "program": self.program,
+            "process": self.program,
             "logger": record.name,
             "message": record.getMessage(),
         }
@@ -69,7 +66,7 @@ def _timestamp(record: logging.LogRecord) -> str:
 def configure_logging(level: str, fmt: str, program: str, stream: IO[str] | None = None) -> None:
     """Log everything at ``level`` and above to ``stream`` (stderr) as ``fmt`` ("text" or "json")."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter(program) if fmt == "json" else TextFormatter(program))
+    handler.setFormatter(JsonFormatter(program) if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -9,13 +9,13 @@ import logging
 from noetl.logs import configure_logging
 
 
-def test_text_lines_name_the_program() -> None:
+def test_text_lines_leave_the_name_to_the_listener() -> None:
     out = io.StringIO()
     configure_logging("info", "text", "server", stream=out)
     logging.getLogger("noetl.x").info("hello %s", "there")
     logging.getLogger("noetl.x").debug("hidden")
     line = out.getvalue().strip()
-    assert line.startswith("server | ")
+    assert "|" not in line  # under noetl run, the event listener writes `server | ` in front
     assert line.endswith(" INFO noetl.x: hello there")
     assert "hidden" not in out.getvalue()
 
@@ -32,7 +32,7 @@ def test_json_lines_are_one_object_each_with_extras() -> None:
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
     assert first["message"] == "two\nlines"
-    assert (first["level"], first["program"], first["logger"], first["command_id"]) == (
+    assert (first["level"], first["process"], first["logger"], first["command_id"]) == (
         "warning",
         "worker_00",
         "noetl.y",
