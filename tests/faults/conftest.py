@@ -1,0 +1,56 @@
+"""Fixtures of the fault suite: a `noetl run` on PostgreSQL and NATS servers the test may stop.
+
+Each test gets its own PostgreSQL (never the session's, which other tests share) and its own
+NATS, both restartable on the same port and data. Leases and the reaper are short so that a
+killed worker's command comes back within seconds; the suite bounds every wait.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import Nats, Postgres, nats_server, postgres_server
+from tests.stack import Stack
+
+# Fast recovery: a lost lease is noticed within ~4.5 s (heartbeats every lease/3).
+FAULT_SETTINGS = {
+    "NOETL_WORKERS": "2",
+    "NOETL_WORKER_CONCURRENCY": "4",
+    "NOETL_WORKER_LEASE": "4",
+    "NOETL_REAPER_INTERVAL": "0.5",
+    "NOETL_STOP_TIMEOUT": "5",
+    "NOETL_WORKER_STOP_TIMEOUT": "6",
+}
+WORKERS = {"worker_00", "worker_01"}
+
+
+@pytest.fixture
+def own_pg() -> Iterator[Postgres]:
+    """A PostgreSQL of this test's own, which it may stop and start."""
+    # Not under tmp_path: the PostgreSQL user must be able to reach the directory.
+    with tempfile.TemporaryDirectory(prefix="noetl-faults-pg-") as tmp, postgres_server(Path(tmp)) as pg:
+        pg.create_database("noetl")
+        yield pg
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[Nats]:
+    with nats_server(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def stack(tmp_path: Path, own_pg: Postgres, own_nats: Nats) -> Iterator[Stack]:
+    """A `noetl run` (not started yet) with two workers and short leases."""
+    s = Stack(
+        home=tmp_path / "home",
+        env={**own_pg.env("noetl"), "NATS_URL": own_nats.url, **FAULT_SETTINGS},
+    )
+    try:
+        yield s
+    finally:
+        s.stop()
