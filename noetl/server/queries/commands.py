@@ -89,43 +89,46 @@ async def _refusal(conn: asyncpg.Connection, command_id: UUID, worker_id: str, a
 async def claim(
     conn: asyncpg.Connection, command_id: UUID, worker_id: str, lease_seconds: float
 ) -> dict[str, Any]:
-    """Take the lease of a pending command as the next attempt; Conflict when it is not pending."""
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            """
+    """Take the lease of a pending command as the next attempt; Conflict when it is not pending.
+
+    One statement (hot path: one round trip): the conditional UPDATE, the ``claimed`` event and
+    the execution's status commit together or not at all.
+    """
+    row = await conn.fetchrow(
+        """
+        WITH claimed AS (
             UPDATE noetl.commands
             SET status = 'claimed', attempt = attempt + 1, worker_id = $2,
                 lease_until = now() + make_interval(secs => $3), claimed_at = now(), updated_at = now()
             WHERE command_id = $1 AND status = 'pending'
             RETURNING command_id, execution_id, attempt, tool, timeout, lease_until, available_at, claimed_at
-            """,
-            command_id,
-            worker_id,
-            lease_seconds,
+        ), event AS (
+            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
+            SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
+                   $2, attempt
+            FROM claimed
+        ), execution AS (
+            UPDATE noetl.executions e SET status = 'claimed', updated_at = now()
+            FROM claimed WHERE e.execution_id = claimed.execution_id
         )
-        if row is None:
-            state = await conn.fetchrow(
-                "SELECT status, worker_id, attempt FROM noetl.commands WHERE command_id = $1", command_id
-            )
-            if state is None:
-                raise NotFound(f"no command {command_id}")
-            if state["status"] == "claimed":
-                raise Conflict(
-                    f"command {command_id} is claimed by worker {state['worker_id']} "
-                    f"(attempt {state['attempt']})"
-                )
-            raise Conflict(f"command {command_id} is already {state['status']}")
-        await _add_event(
-            conn,
-            row["execution_id"],
-            command_id,
-            "claimed",
-            {"lease_until": row["lease_until"].isoformat()},
-            worker_id,
-            row["attempt"],
+        SELECT * FROM claimed
+        """,
+        command_id,
+        worker_id,
+        lease_seconds,
+    )
+    if row is not None:
+        return dict(row)
+    state = await conn.fetchrow(
+        "SELECT status, worker_id, attempt FROM noetl.commands WHERE command_id = $1", command_id
+    )
+    if state is None:
+        raise NotFound(f"no command {command_id}")
+    if state["status"] == "claimed":
+        raise Conflict(
+            f"command {command_id} is claimed by worker {state['worker_id']} (attempt {state['attempt']})"
         )
-        await _set_execution_status(conn, row["execution_id"], "claimed")
-    return dict(row)
+    raise Conflict(f"command {command_id} is already {state['status']}")
 
 
 async def heartbeat(
