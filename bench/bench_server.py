@@ -159,6 +159,15 @@ async def notice_latency(api: httpx.AsyncClient, nats_url: str, n: int) -> list[
         await nc.close()
 
 
+async def outbox_drained(api: httpx.AsyncClient, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "noetl_outbox_backlog 0.0" in (await api.get("/metrics")).text:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"outbox not drained after {timeout}s")
+
+
 async def measure(url: str, env: dict[str, str], nats_url: str, n: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=CONCURRENCY * 2)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as api:
@@ -168,6 +177,7 @@ async def measure(url: str, env: dict[str, str], nats_url: str, n: int) -> dict[
         health = [await timed(lambda: api.get("/api/health")) for _ in range(n)]
         sequential, submit_rate_1 = await submit_many(api, n, 1)
         concurrent, submit_rate_16 = await submit_many(api, n * 2, CONCURRENCY)
+        await outbox_drained(api)  # measure claims alone, not while notices are still going out
         claim_1 = await claim_latency(api, sequential, 1)
         complete_1 = await complete_latency(api, sequential)
         claim_16 = await claim_latency(api, concurrent[:n], CONCURRENCY)
