@@ -19,35 +19,29 @@ EVENT_COLUMNS = "event_id, execution_id, command_id, type, payload, worker_id, a
 async def create_execution(
     conn: asyncpg.Connection, tool: dict[str, Any], timeout: float, max_attempts: int
 ) -> Notice:
-    """Insert an execution, its one command and a ``created`` event in one transaction.
+    """Insert an execution, its one command and a ``created`` event in one statement (atomic).
 
-    Returns the notice to publish once the caller's transaction has committed.
+    Returns the notice to publish once the statement has committed.
     """
     execution_id, command_id = uuid.uuid4(), uuid.uuid4()
-    async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO noetl.executions (execution_id, status) VALUES ($1, 'pending')", execution_id
-        )
-        await conn.execute(
-            """
+    await conn.execute(
+        """
+        WITH execution AS (
+            INSERT INTO noetl.executions (execution_id, status) VALUES ($1, 'pending')
+        ), command AS (
             INSERT INTO noetl.commands (command_id, execution_id, tool, timeout, max_attempts, status)
-            VALUES ($1, $2, $3, $4, $5, 'pending')
-            """,
-            command_id,
-            execution_id,
-            tool,
-            timeout,
-            max_attempts,
+            VALUES ($2, $1, $3, $4, $5, 'pending')
         )
-        await conn.execute(
-            """
-            INSERT INTO noetl.events (execution_id, command_id, type, payload)
-            VALUES ($1, $2, 'created', $3)
-            """,
-            execution_id,
-            command_id,
-            {"tool": tool["kind"], "timeout": timeout, "max_attempts": max_attempts},
-        )
+        INSERT INTO noetl.events (execution_id, command_id, type, payload)
+        VALUES ($1, $2, 'created', $6)
+        """,
+        execution_id,
+        command_id,
+        tool,
+        timeout,
+        max_attempts,
+        {"tool": tool["kind"], "timeout": timeout, "max_attempts": max_attempts},
+    )
     return Notice(command_id=command_id, execution_id=execution_id, attempt=1)
 
 
