@@ -150,6 +150,12 @@ def main() -> int:
                 "repeat": args.repeat,
                 "starts": args.starts,
                 "busy_stops": args.busy_stops,
+                "samples_s": {
+                    "to_running": to_running,
+                    "to_ready": to_ready,
+                    "to_exit": to_exit,
+                    "busy_exit": busy_exit,
+                },
             },
             indent=2,
         )

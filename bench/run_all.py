@@ -26,7 +26,7 @@ RESULTS = ROOT / "bench" / "results"
 
 # name -> (script, arguments): sized so that the whole run takes a few minutes on 2 cores.
 SCRIPTS: dict[str, tuple[str, list[str]]] = {
-    "launcher": ("bench_launcher.py", ["--repeat", "11", "--starts", "3", "--busy-stops", "2"]),
+    "launcher": ("bench_launcher.py", ["--repeat", "11", "--starts", "5", "--busy-stops", "5"]),
     "embedded": ("bench_embedded.py", ["--repeat", "3"]),
     "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
     "server": ("bench_server.py", ["--n", "400"]),

@@ -36,6 +36,7 @@ def test_restart_nats_mid_load(stack: Stack, own_nats: Nats) -> None:
         load.wait_settled(30, timeout=150)
         verdicts = assert_all_ended_properly(load, 30)
         assert {v.status for v in verdicts} == {"completed"}
+        assert "nats: disconnected" in stack.output()  # the outage was seen by the stack
         assert stack.proc.poll() is None
         assert stack.stop() == 0
     assert tree.survivors() == []
