@@ -45,6 +45,7 @@ class Verdict:
     failed_events: int
     lost_leases: int
     attempts: int
+    released: int
     problem: str | None
 
 
@@ -80,6 +81,7 @@ def judge(execution: Mapping[str, Any]) -> Verdict:
         failed_events=kinds["failed"],
         lost_leases=int(command["lost_leases"]),
         attempts=int(command["attempt"]),
+        released=kinds["released"],
         problem=problem,
     )
 

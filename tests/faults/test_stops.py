@@ -46,9 +46,7 @@ def command_states(pg: Postgres) -> Counter[str]:
     return asyncio.run(read())
 
 
-def test_sigterm_under_load_exits_0_and_loses_nothing(
-    stack: Stack, tmp_path: Path, own_pg: Postgres, own_nats: Nats
-) -> None:
+def test_sigterm_under_load_exits_0_and_loses_nothing(stack: Stack, tmp_path: Path, own_pg: Postgres) -> None:
     stack.start()
     stack.wait_running({"server", *WORKERS})
     stack.wait_ready()
@@ -59,6 +57,7 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
     deadline = time.monotonic() + 30
     while not commands_below(stack.proc.pid, f"sleep {LONG}") and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert commands_below(stack.proc.pid, f"sleep {LONG}"), "the long commands never started"
     budget = max_stop_seconds(load_settings(stack.full_env()))
     with TreeWatch(stack.proc.pid) as tree:
         tree.sample()
@@ -87,6 +86,7 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
     # (costing it an attempt). This needs the server to outlive the draining workers.
     assert left_claimed == 0, stack.output()[-3000:]
     assert [v for v in verdicts if v.lost_leases] == []
+    assert sum(v.released for v in verdicts) >= 1  # the long ones were handed back, then run again
 
 
 def test_a_crash_looping_worker_ends_run_non_zero(tmp_path: Path, own_pg: Postgres, own_nats: Nats) -> None:
