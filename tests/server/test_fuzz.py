@@ -31,7 +31,7 @@ def test_openapi_fuzz_finds_no_server_error(server: Server, tmp_path: Path) -> N
             "--seed",
             "20261128",
             "--workers",
-            "2",
+            "1",  # more threads trip a CPython 3.11 ast.parse race inside hypothesis (SystemError)
             "--request-timeout",
             "10",
             "--no-color",
