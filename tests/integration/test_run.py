@@ -189,10 +189,11 @@ def test_ctl_actions_against_a_running_stack(stack: Stack) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="a new PID namespace needs root here")
 def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
     stack.env.update(NOETL_ROLE="server")
-    proc = stack.start(argv0=["unshare", "--fork", "--pid", "--mount-proc", sys.executable, "-m", "noetl"])
+    # --kill-child: should the test fail and stop unshare, PID 1 still gets its SIGTERM.
+    unshare = ["unshare", "--fork", "--kill-child=SIGTERM", "--pid", "--mount-proc"]
+    proc = stack.start(argv0=[*unshare, sys.executable, "-m", "noetl"])
     stack.wait_running({"server"})
-    unshare = psutil.Process(proc.pid)
-    (launcher,) = unshare.children()  # PID 1 of the new namespace
+    (launcher,) = psutil.Process(proc.pid).children()  # PID 1 of the new namespace
     assert _ns_pid(launcher.pid) == 1
     # An orphan inside the namespace: its parent exits at once, so PID 1 inherits it.
     subprocess.run(

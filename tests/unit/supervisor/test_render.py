@@ -113,7 +113,8 @@ def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
 def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp_path: Path) -> None:
     from noetl.supervisor import embedded
 
-    env = {"HOME": "/home/noetl", "NOETL_RUN_DIR": "/run/noetl"}  # no POSTGRES_HOST, no NATS_URL
+    # No POSTGRES_HOST, no NATS_URL. NOETL_HOME is set: its default depends on who runs the test.
+    env = {"HOME": "/home/noetl", "NOETL_HOME": "/var/lib/noetl", "NOETL_RUN_DIR": "/run/noetl"}
     settings = load_settings(env)
     what = embedded.plan(settings)
     assert what == embedded.Plan(postgres=True, nats=True)
