@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.services import free_port, let_others_traverse
+from tests.services import free_port
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -43,12 +45,26 @@ def _clean_env(stack: Stack) -> None:
     stack.env["NOETL_SERVER_URL"] = stack.url
 
 
+@contextlib.contextmanager
+def open_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory others may enter: as root, PostgreSQL runs as another user.
+
+    Not under pytest's tmp_path: pytest closes /tmp/pytest-of-<user> to others (0700) whenever a
+    session starts.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "home"
-    path.mkdir()
-    let_others_traverse(path)  # as root, PostgreSQL runs as another user that must reach its data
-    yield path
+def home() -> Iterator[Path]:
+    with open_dir("noetl-embedded-") as path:
+        (path / "home").mkdir()
+        yield path / "home"
 
 
 def _complete_one(stack: Stack) -> str:
@@ -79,7 +95,10 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         assert stack.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(processes, timeout=2)
         assert alive == []  # PostgreSQL and NATS too
-        assert "database system is shut down" in stack.output()
+        # PostgreSQL's own last line, from its log file in the run dir: the console may miss the
+        # last lines a program writes as supervisord stops the event listener right after it.
+        (postgres_log,) = (stack.run_dir / "logs").glob("postgres-stderr*.log")
+        assert "database system is shut down" in postgres_log.read_text()
 
         stack.start()
         stack.wait_running(PROGRAMS)
@@ -94,13 +113,8 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         stack.stop()
 
 
-def test_two_runs_side_by_side_with_their_own_home_and_ports(tmp_path: Path) -> None:
-    stacks = []
-    for name in ("a", "b"):
-        path = tmp_path / name
-        path.mkdir()
-        let_others_traverse(path)
-        stacks.append(_embedded_stack(path))
+def test_two_runs_side_by_side_with_their_own_home_and_ports(home: Path) -> None:
+    stacks = [_embedded_stack(home.parent / name) for name in ("a", "b")]
     try:
         for stack in stacks:
             _clean_env(stack)
@@ -115,23 +129,22 @@ def test_two_runs_side_by_side_with_their_own_home_and_ports(tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def open_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def open_venv() -> Iterator[Path]:
     """noetl[embedded] installed with Debian's /usr/bin/python3 in a directory others can read.
 
     The development venv's interpreter lives under /root here (pyenv), which no other user can
     reach, so the unprivileged run needs an installation of its own.
     """
-    base = tmp_path_factory.mktemp("open-venv")
-    let_others_traverse(base)
-    venv = base / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", f"{ROOT}[embedded]"],
-        check=True,
-        timeout=900,
-        capture_output=True,
-    )
-    return venv
+    with open_dir("noetl-open-venv-") as base:
+        venv = base / "venv"
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", f"{ROOT}[embedded]"],
+            check=True,
+            timeout=900,
+            capture_output=True,
+        )
+        yield venv
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="creating the unprivileged test user needs root")

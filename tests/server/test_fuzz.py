@@ -17,7 +17,20 @@ pytestmark = pytest.mark.integration
 def test_openapi_fuzz_finds_no_server_error(server: Server, tmp_path: Path) -> None:
     st = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is a dev dependency"
-    done = subprocess.run(
+    for _ in range(3):
+        done = _fuzz(st, server, tmp_path)
+        # CPython 3.11's ast.parse can fail this way when threads race inside hypothesis (fixed in
+        # later CPython releases): that is the fuzzer failing to run, not the server answering 5xx.
+        if "AST constructor recursion depth mismatch" not in done.stdout + done.stderr:
+            break
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    log = server.log.read_text()
+    assert "Traceback" not in log, log[-4000:]  # an unhandled error would have logged one
+
+
+def _fuzz(st: str, server: Server, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             st,
             "run",
@@ -43,7 +56,3 @@ def test_openapi_fuzz_finds_no_server_error(server: Server, tmp_path: Path) -> N
         text=True,
         timeout=300,
     )
-    report = done.stdout[-6000:] + done.stderr[-2000:]
-    assert done.returncode == 0, report
-    log = server.log.read_text()
-    assert "Traceback" not in log, log[-4000:]  # an unhandled error would have logged one
