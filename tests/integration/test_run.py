@@ -304,3 +304,29 @@ def test_sigterm_while_a_command_runs_lets_it_finish_and_report_before_the_serve
     row = asyncio.run(command_row())
     # Completed by the worker that was draining, in its first attempt: the server was still there.
     assert (row["status"], row["attempt"]) == ("completed", 1)
+
+
+def test_a_second_sigterm_kills_everything_at_once(stack: Stack) -> None:
+    stack.env.update(NOETL_WORKERS="1", NOETL_WORKER_STOP_TIMEOUT="60")
+    proc = stack.start()
+    stack.wait_running({"server", "worker_00"})
+    stack.wait_ready()
+    status, body = stack.api("POST", "/api/executions", {"tool": {"kind": "shell", "command": "sleep 60"}})
+    assert status == 201, body
+    deadline = time.monotonic() + 30
+    tree: list[psutil.Process] = []
+    while time.monotonic() < deadline:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        if any(p.name() == "sleep" for p in tree):
+            break
+        time.sleep(0.1)
+    assert any(p.name() == "sleep" for p in tree)
+    stack.signal(signal.SIGTERM)  # the worker starts a drain that could last a minute...
+    time.sleep(1)
+    stack.signal(signal.SIGTERM)  # ...but a second signal does not wait
+    assert stack.wait(timeout=20) == 1
+    assert stack.output().strip().splitlines()[-1] == (
+        "noetl: stopped by force (second signal): programs were killed"
+    )
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == []
