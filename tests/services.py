@@ -158,6 +158,8 @@ class Postgres:
     sock_dir: Path
     log_path: Path
     user: str = "postgres"
+    # Addresses to listen on, comma-separated (the image tests add the docker network's gateway).
+    listen: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
 
     def dsn(self, database: str = "postgres") -> str:
@@ -209,7 +211,7 @@ class Postgres:
                 "-p",
                 str(self.port),
                 "-h",
-                "127.0.0.1",
+                self.listen,
                 "-k",
                 str(self.sock_dir),
                 "-c",
@@ -241,7 +243,8 @@ class Postgres:
             stop_pid(self.proc, signal.SIGINT)
             self.proc = None
 
-    def create_database(self, name: str) -> None:
+    def sql(self, statement: str) -> None:
+        """Run one statement as the superuser in the ``postgres`` database."""
         subprocess.run(
             [
                 pg_bin("psql"),
@@ -254,12 +257,17 @@ class Postgres:
                 "-d",
                 "postgres",
                 "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
                 "-c",
-                f'CREATE DATABASE "{name}"',
+                statement,
             ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+    def create_database(self, name: str) -> None:
+        self.sql(f'CREATE DATABASE "{name}"')
 
 
 def let_others_traverse(path: Path) -> None:

@@ -26,10 +26,8 @@ from tests.image.engine import REPO, docker
 from tests.services import (
     Nats,
     Postgres,
-    _as_pg_user,
     free_port,
     nats_server_binary,
-    pg_bin,
     stop_pid,
     wait_until,
 )
@@ -50,70 +48,11 @@ def grace_seconds(deployment: str) -> int:
 
 
 @dataclass
-class BridgedPostgres(Postgres):
-    """tests.services.Postgres, listening on loopback and on the docker network's gateway too."""
-
-    listen: str = "127.0.0.1"
-
-    def start(self) -> None:
-        as_user: dict[str, Any] = dict(_as_pg_user())
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                pg_bin("postgres"),
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-h",
-                self.listen,
-                "-k",
-                str(self.sock_dir),
-                "-c",
-                "fsync=off",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd="/",
-            **as_user,
-        )
-        log.close()
-
-        def ready() -> bool:
-            probe = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"]
-            return subprocess.run(probe, check=False).returncode == 0
-
-        wait_until(ready, 30, "PostgreSQL", interval=0.1)
-
-    def sql(self, statement: str) -> None:
-        subprocess.run(
-            [
-                pg_bin("psql"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.user,
-                "-d",
-                "postgres",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                statement,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-
-@dataclass
 class Backends:
     network: str
     gateway: str
     subnet: str
-    pg: BridgedPostgres
+    pg: Postgres
     tmp: Path
 
     def new_database(self, owner: str, password: str) -> str:
@@ -166,7 +105,7 @@ def backends_on_network(network: str, tmp: Path) -> Iterator[Backends]:
         ipam = json.loads(docker("network", "inspect", network, "-f", "{{json .IPAM.Config}}").stdout)[0]
         gateway, subnet = ipam["Gateway"], ipam["Subnet"]
         os.chmod(tmp, 0o755)  # the PostgreSQL user must reach its directories
-        pg = BridgedPostgres(
+        pg = Postgres(
             port=free_port(),
             data_dir=tmp / "pgdata",
             sock_dir=tmp / "pgsock",

@@ -59,3 +59,22 @@ def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
         check=True,
     )
     assert str(env_dir) in location.stdout  # the installed package, not the checkout
+
+    # Installed without the `embedded` extra and given no POSTGRES_HOST: one line, exit 2, nothing started.
+    env.pop("POSTGRES_HOST")
+    home = tmp_path / "noetl-home"
+    run = subprocess.run(
+        [str(env_dir / "bin" / "noetl"), "run"],
+        cwd=tmp_path,
+        env={**env, "NOETL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.count("\n") == 1
+    assert run.stderr.startswith(
+        "noetl: POSTGRES_HOST is not set and the embedded PostgreSQL is not installed"
+    )
+    assert "pip install 'noetl[embedded]'" in run.stderr
+    assert not home.exists()

@@ -137,3 +137,13 @@ def test_every_help_page_renders(words: list[str], capsys: pytest.CaptureFixture
         main([*words, "--help"])
     assert done.value.code == 0
     assert "usage: noetl" in capsys.readouterr().out
+
+
+def test_run_without_any_database_allowed_is_one_line_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"), "NOETL_EMBEDDED": "never"}
+    env.pop("POSTGRES_HOST", None)
+    done = subprocess.run([sys.executable, "-m", "noetl", "run"], capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("noetl: POSTGRES_HOST is not set and NOETL_EMBEDDED=never")
+    assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "home").exists()

@@ -1,10 +1,11 @@
-"""Worker throughput: `python -m tests.worker.bench_throughput [--commands N] [--rounds R]`.
+"""Worker overhead: `.venv/bin/python bench/bench_worker_overhead.py [--commands N] [--rounds R]`.
 
 Pre-submits N no-op shell commands and times how long 2 workers (concurrency 4 each) take to
 complete them all, against a baseline measured in the same run on the same server: the same
 protocol (claim, started, the same tool, completed) driven directly from this process with the
 same 8-way parallelism and no NATS. The ratio is the worker's own overhead (fetching, acks,
-leases, process management). Prints medians over the rounds; asserts nothing.
+leases, process management). Prints medians over the rounds; asserts nothing. Not part of
+`make bench` (bench/run_all.py): it isolates the worker, where bench_throughput.py measures the whole.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import argparse
 import asyncio
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from noetl.worker.api import ServerApi
 from noetl.worker.tools import ToolContext, run_tool
