@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from noetl.tools.registry import ToolContext, run_tool
 from noetl.worker.api import ServerApi
-from noetl.worker.tools import ToolContext, run_tool
 from tests.services import nats_server, postgres_server
 from tests.worker.harness import Cluster, clean_env
 

@@ -1,3 +1,3 @@
-from noetl.cli import main
+from noetl.cli.main import main
 
 raise SystemExit(main())

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 
 from noetl.errors import ConfigError, NoetlError, ServerUnavailableError
+from noetl.protocol.words import FINISHED
 from noetl.settings import Settings
 
-FINISHED = ("completed", "failed", "dead")
 # While waiting, a server or database that blinks is tolerated for this long.
 WAIT_OUTAGE_TOLERANCE = 30.0
 

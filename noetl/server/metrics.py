@@ -11,8 +11,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from noetl.protocol.words import STATUSES
 from noetl.server.db import Database, DatabaseUnavailable
-from noetl.server.models import STATUSES
 from noetl.server.queries import commands, workers
 
 log = logging.getLogger(__name__)

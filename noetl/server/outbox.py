@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 
+from noetl.protocol.nats import Notice
 from noetl.server.db import Database, DatabaseUnavailable
 from noetl.server.metrics import ServerMetrics
-from noetl.server.publisher import Notice, Publisher
+from noetl.server.publisher import Publisher
 from noetl.server.queries import commands
 
 log = logging.getLogger(__name__)

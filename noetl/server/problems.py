@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from noetl.server.db import DatabaseUnavailable
-from noetl.server.models import TOOL_KINDS
+from noetl.tools.registry import TOOL_KINDS
 
 log = logging.getLogger(__name__)
 

@@ -10,62 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from uuid import UUID
 
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType
 
+from noetl.protocol.nats import Notice, ensure_stream
 from noetl.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 2.0  # seconds to wait for JetStream's ack of one notice
-DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers message ids
-
-
-@dataclass(frozen=True)
-class Notice:
-    """ "Command ``command_id`` can be claimed; the claim will be attempt ``attempt``"."""
-
-    command_id: UUID
-    execution_id: UUID
-    attempt: int
-
-    @property
-    def msg_id(self) -> str:
-        return f"{self.command_id}:{self.attempt}"
-
-    def payload(self) -> bytes:
-        body = {"command_id": str(self.command_id), "execution_id": str(self.execution_id)}
-        return json.dumps({**body, "attempt": self.attempt}).encode()
-
-
-async def ensure_stream(js: JetStreamContext, name: str, subject: str) -> None:
-    """Create the work-queue stream unless it exists (an existing stream is used as it is)."""
-    try:
-        await js.stream_info(name)
-        return
-    except nats.js.errors.NotFoundError:
-        pass
-    try:
-        await js.add_stream(
-            name=name,
-            subjects=[subject],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW,
-        )
-    except nats.js.errors.BadRequestError:
-        # Another process created it a moment ago with a different configuration: use theirs.
-        await js.stream_info(name)
 
 
 class Publisher:

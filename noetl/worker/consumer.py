@@ -21,12 +21,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from noetl.server.publisher import ensure_stream
+from noetl.protocol.nats import DURABLE, ensure_stream
 from noetl.settings import Settings, mask_url
 
 log = logging.getLogger("noetl.worker")
 
-DURABLE = "noetl-workers"
 # A delivered, unacked notice is redelivered after this; running commands send in_progress() well
 # within it, so only notices of dead workers come back.
 ACK_WAIT = 60.0

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from noetl.protocol.nats import parse_notice
+from noetl.tools.registry import Outcome, ToolContext, run_tool
 from noetl.worker.api import ApiRejected, Claim, ServerApi, ServerUnreachable
 from noetl.worker.consumer import ACK_WAIT, NatsErrors
-from noetl.worker.tools import Outcome, ToolContext, run_tool
 
 log = logging.getLogger("noetl.worker")
 
@@ -55,18 +55,6 @@ class JobSettings:
     def report_patience(self) -> float:
         """How long a final event is retried while the server is away."""
         return max(60.0, 2 * self.lease)
-
-
-def parse_notice(data: bytes) -> str | None:
-    """The command id of a notice, or ``None`` when the notice is malformed."""
-    try:
-        notice = json.loads(data)
-    except ValueError:
-        return None
-    command_id = notice.get("command_id") if isinstance(notice, dict) else None
-    if isinstance(command_id, str) and 0 < len(command_id) <= 200:
-        return command_id
-    return None
 
 
 def _preview(text: str | None) -> str:

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from noetl.tools.registry import run_tool
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import NatsErrors
 from noetl.worker.drain import DrainBudget
 from noetl.worker.job import Delivery, Job, JobSettings, Runner
 from noetl.worker.signals import StopRequest
-from noetl.worker.tools import run_tool
 
 log = logging.getLogger("noetl.worker")
 

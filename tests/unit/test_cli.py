@@ -13,7 +13,7 @@ HEAVY = ("fastapi", "uvicorn", "nats", "asyncpg", "docker", "kubernetes", "httpx
 
 PROBE = """
 import sys
-from noetl.cli import main
+from noetl.cli.main import main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
@@ -114,7 +114,7 @@ def test_version() -> None:
 def _every_parser() -> list[list[str]]:
     import argparse
 
-    from noetl.cli import build_parser
+    from noetl.cli.main import build_parser
 
     found: list[list[str]] = [[]]
 
@@ -131,7 +131,7 @@ def _every_parser() -> list[list[str]]:
 
 @pytest.mark.parametrize("words", _every_parser(), ids=lambda w: " ".join(w) or "noetl")
 def test_every_help_page_renders(words: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    from noetl.cli import main
+    from noetl.cli.main import main
 
     with pytest.raises(SystemExit) as done:
         main([*words, "--help"])

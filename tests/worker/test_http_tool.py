@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from noetl.worker.tools import Outcome, ToolContext, run_tool
+from noetl.tools.registry import Outcome, ToolContext, run_tool
 from tests.services import free_port
 
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from noetl.worker.tools import Outcome, ToolContext, run_tool
+from noetl.tools.registry import Outcome, ToolContext, run_tool
 from tests.worker.procs import read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

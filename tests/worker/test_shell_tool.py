@@ -6,8 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from noetl.worker.tools import Outcome, ToolContext, run_tool
-from noetl.worker.tools.base import OUTPUT_LIMIT
+from noetl.tools.base import OUTPUT_LIMIT
+from noetl.tools.registry import Outcome, ToolContext, run_tool
 from tests.worker.procs import alive, read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

@@ -15,9 +15,9 @@ from uuid import UUID
 
 import asyncpg
 
-from noetl.server.models import FINISHED
+from noetl.protocol.nats import Notice
+from noetl.protocol.words import FINISHED
 from noetl.server.problems import Conflict, NotFound
-from noetl.server.publisher import Notice
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from noetl.server.publisher import Notice
+from noetl.protocol.nats import Notice
 
 COMMAND_COLUMNS = """
     command_id, execution_id, status, tool, timeout, attempt, max_attempts, lost_leases, worker_id,

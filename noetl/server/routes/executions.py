@@ -7,10 +7,12 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from noetl.server.models import ExecutionPage, ExecutionView, Status, SubmitRequest, Submitted, tool_spec
+from noetl.protocol.words import Status
+from noetl.server.models import ExecutionPage, ExecutionView, SubmitRequest, Submitted
 from noetl.server.problems import NotFound
 from noetl.server.queries import executions
 from noetl.server.services import ServicesDep, error_responses
+from noetl.tools.registry import tool_spec
 
 router = APIRouter(tags=["executions"])
 

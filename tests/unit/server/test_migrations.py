@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from noetl.protocol.nats import Notice
 from noetl.server.migrations import MIGRATIONS
-from noetl.server.publisher import Notice
 
 
 def test_versions_are_consecutive_from_one() -> None:

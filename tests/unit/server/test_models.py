@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from noetl.server.models import EventRequest, SubmitRequest, WorkerHeartbeat, tool_spec
+from noetl.server.models import EventRequest, SubmitRequest, WorkerHeartbeat
+from noetl.tools.registry import tool_spec
 
 
 def submit(tool: dict[str, Any], **fields: Any) -> SubmitRequest:

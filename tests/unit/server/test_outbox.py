@@ -9,9 +9,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from noetl.protocol.nats import Notice
 from noetl.server.metrics import ServerMetrics
 from noetl.server.outbox import Outbox
-from noetl.server.publisher import Notice
 
 
 class FakeConn:

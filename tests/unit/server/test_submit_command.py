@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from noetl.cli import build_parser
-from noetl.commands.submit import build_request, parse_value, print_outcome
+from noetl.cli.main import build_parser
+from noetl.cli.submit import build_request, parse_value, print_outcome
 from noetl.errors import ConfigError
 
 

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from noetl.tools.registry import Outcome, ToolContext
 from noetl.worker.api import ApiRejected, Claim, ServerUnreachable
-from noetl.worker.tools import Outcome, ToolContext
 
 
 @dataclass

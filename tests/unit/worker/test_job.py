@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+from noetl.protocol.nats import parse_notice
 from noetl.worker.api import ApiRejected, ServerApi
-from noetl.worker.job import Job, JobSettings, parse_notice
+from noetl.worker.job import Job, JobSettings
 from tests.unit.worker.fakes import FakeMsg, FakeServer, ScriptedTools
 
 SETTINGS = JobSettings(worker_id="w1", lease=30.0)

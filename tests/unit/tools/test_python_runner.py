@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from noetl.worker.tools.python_runner import execute, main
+from noetl.tools.python_runner import execute, main
 
 
 def test_arguments_are_variables_and_result_is_returned() -> None:

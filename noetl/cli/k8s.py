@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from noetl.commands.build import add_build_arguments
+from noetl.cli.build import add_build_arguments
 from noetl.errors import EXIT_OK
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def handle_deploy(args: argparse.Namespace) -> int:
 def handle_redeploy(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from noetl.commands.build import build_options, describe
+    from noetl.cli.build import build_options, describe
     from noetl.deploy.build import build_image
     from noetl.deploy.k8s import deploy
     from noetl.deploy.runner import SubprocessRunner

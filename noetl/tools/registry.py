@@ -5,17 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from noetl.worker.tools import http, python, shell
-from noetl.worker.tools.base import Outcome, ToolContext, ToolError
+from pydantic import Field
 
-__all__ = ["KINDS", "Outcome", "ToolContext", "ToolError", "run_tool"]
+from noetl.tools import http, python, shell
+from noetl.tools.base import Outcome, ToolContext, ToolError
+
+__all__ = ["KINDS", "Outcome", "Tool", "ToolContext", "ToolError", "run_tool", "tool_spec"]
 
 log = logging.getLogger("noetl.worker")
 
-Tool = Callable[[Mapping[str, Any], ToolContext], Awaitable[Outcome]]
-KINDS: dict[str, Tool] = {"shell": shell.run, "python": python.run, "http": http.run}
+Runner = Callable[[Mapping[str, Any], ToolContext], Awaitable[Outcome]]
+KINDS: dict[str, Runner] = {"shell": shell.run, "python": python.run, "http": http.run}
+TOOL_KINDS = tuple(KINDS)
+# The ``tool`` of a request: one of the kinds' argument models, chosen by ``kind``.
+Tool = Annotated[shell.Args | python.Args | http.Args, Field(discriminator="kind")]
+
+
+def tool_spec(tool: shell.Args | python.Args | http.Args) -> dict[str, Any]:
+    """The tool as stored and handed to workers: exactly the fields the client gave."""
+    spec = tool.model_dump(by_alias=True, exclude_unset=True)
+    spec["kind"] = tool.kind
+    if isinstance(tool, http.Args):
+        spec["method"] = tool.method.upper()
+    return spec
+
+
 # Extra time a tool gets past the command's timeout to kill its children and report on its own.
 _GUARD_GRACE = 5.0
 

@@ -1,4 +1,4 @@
-"""The child side of the python tool: ``python -m noetl.worker.tools.python_runner RESULT_FILE``.
+"""The child side of the python tool: ``python -m noetl.tools.python_runner RESULT_FILE``.
 
 Reads ``{"code": "...", "args": {...}}`` as JSON on stdin, runs the code with the arguments as
 variables of its namespace, and writes ``{"result": <the code's `result`>}`` or ``{"error": "..."}``
@@ -60,7 +60,7 @@ def execute(request: Any) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m noetl.worker.tools.python_runner RESULT_FILE", file=sys.stderr)
+        print("usage: python -m noetl.tools.python_runner RESULT_FILE", file=sys.stderr)
         return 2
     try:
         request = json.load(sys.stdin)

@@ -12,14 +12,28 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from noetl.worker.tools.base import Outcome, ToolContext, ToolError, run_process
+from pydantic import Field
+
+from noetl.protocol.types import JsonObject, Strict, Text
+from noetl.tools.base import Outcome, ToolContext, ToolError, run_process
 
 # The largest result file read back; bigger results fail with a readable message.
 RESULT_LIMIT = 8 * 1024 * 1024
 # The child runs the runner's source with -c: it needs nothing importable but the standard library.
 _RUNNER = Path(__file__).with_name("python_runner.py")
+
+
+KIND = "python"
+
+
+class Args(Strict):
+    """What a python command accepts (the server validates requests with it)."""
+
+    kind: Literal["python"]
+    code: Annotated[Text, Field(min_length=1)]
+    args: JsonObject | None = None
 
 
 def _request(spec: Mapping[str, Any]) -> bytes:

@@ -1,6 +1,6 @@
 """The `noetl` front door: parse arguments, call one function, map errors to exit codes.
 
-Each command lives in its own module under ``noetl.commands`` and exposes
+Each command lives in its own module under ``noetl.cli`` and exposes
 ``register(subparsers)``; heavy libraries (fastapi, nats, asyncpg, docker, kubernetes) are imported
 only inside the handler that needs them, so `noetl --version` and `noetl ctl status` stay fast.
 """
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"noetl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"noetl.commands.{name}").register(subparsers)
+        importlib.import_module(f"noetl.cli.{name}").register(subparsers)
     return parser
 
 

@@ -9,9 +9,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from noetl.worker.tools.base import Outcome, ProcessResult, ToolContext, ToolError, run_process
+from pydantic import Field
+
+from noetl.protocol.types import Strict, Text
+from noetl.tools.base import Outcome, ProcessResult, ToolContext, ToolError, run_process
+
+KIND = "shell"
+
+
+class Args(Strict):
+    """What a shell command accepts (the server validates requests with it)."""
+
+    kind: Literal["shell"]
+    command: Annotated[Text, Field(min_length=1)] | Annotated[list[Text], Field(min_length=1)]
+    env: dict[Text, Text] | None = None
+    cwd: Text | None = None
 
 
 def _argv(spec: Mapping[str, Any]) -> list[str]:

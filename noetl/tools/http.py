@@ -10,17 +10,36 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ConfigDict, Field
 
+from noetl.protocol.types import JsonValue, Seconds, Strict, Text
 from noetl.settings import mask_url
-from noetl.worker.tools.base import OUTPUT_LIMIT, Captured, Outcome, ToolContext, ToolError
+from noetl.tools.base import OUTPUT_LIMIT, Captured, Outcome, ToolContext, ToolError
 
 # Bytes of response body read at most; JSON bodies within it are parsed, the rest is shown as text.
 BODY_LIMIT = 4 * 1024 * 1024
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+KIND = "http"
+
+
+class Args(Strict):
+    """What an http command accepts (the server validates requests with it)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    kind: Literal["http"]
+    url: Annotated[Text, Field(min_length=1, max_length=8192, pattern=r"^https?://[^\s/]+")]
+    method: Annotated[str, Field(pattern=r"^[A-Za-z]{1,16}$")] = "GET"
+    headers: dict[Text, Text] | None = None
+    json_body: JsonValue = Field(default=None, alias="json")
+    body: Text | None = None
+    timeout: Seconds | None = None
 
 
 def _check(spec: Mapping[str, Any], ctx: ToolContext) -> tuple[str, str, dict[str, str], float]:

@@ -7,9 +7,8 @@ import json
 import uuid
 
 from noetl.errors import EXIT_OK, ConfigError
+from noetl.protocol.words import STATUSES
 from noetl.settings import load_settings
-
-STATUSES = ("pending", "claimed", "completed", "failed", "dead")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from noetl.worker.tools import ToolContext, ToolError, run_tool
-from noetl.worker.tools.base import Captured, Outcome
-from noetl.worker.tools.http import _body, _check
-from noetl.worker.tools.shell import _argv, _env
+from noetl.tools.base import Captured, Outcome
+from noetl.tools.http import _body, _check
+from noetl.tools.registry import ToolContext, ToolError, run_tool
+from noetl.tools.shell import _argv, _env
 
 CTX = ToolContext(timeout=10)
 

@@ -1,1 +1,0 @@
-"""One module per `noetl` command; each exposes ``register(subparsers)``."""
