@@ -5,6 +5,8 @@ settings ask for, and routes uvicorn's own loggers through it (uvicorn is starte
 ``log_config=None``). Text lines read ``time LEVEL logger: message``: under `noetl run` the event
 listener puts the process name in front (``worker_00 | ...``), so the program does not. Json lines are
 one object each, with the process name in ``process`` (the field the listener adds to other lines).
+``json_line`` builds every JSON line noetl writes (these, the event listener's, the launcher's): one
+object whose ``time`` is RFC 3339 UTC with milliseconds and ``Z``.
 Nothing here logs settings: callers log ``settings.shown(...)`` values only, so secrets stay masked.
 """
 
@@ -14,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import IO, Any
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and goes into json lines.
@@ -28,7 +31,7 @@ class TextFormatter(logging.Formatter):
     """``2024-01-01T12:00:00.123Z INFO noetl.server: message``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        head = f"{_timestamp(record)} {record.levelname} {record.name}"
+        head = f"{timestamp(record.created)} {record.levelname} {record.name}"
         line = f"{head}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
@@ -44,7 +47,6 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": _timestamp(record),
             "level": record.levelname.lower(),
             "process": self.program,
             "logger": record.name,
@@ -55,12 +57,24 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return json_line(data, record.created)
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+def timestamp(seconds: float | None = None) -> str:
+    """``seconds`` since the epoch (default: now) as RFC 3339 UTC: ``2024-01-01T12:00:00.123Z``."""
+    if seconds is None:
+        seconds = time.time()
+    whole = int(seconds)
+    millis = int((seconds - whole) * 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{millis:03d}Z"
+
+
+def json_line(fields: Mapping[str, Any], seconds: float | None = None) -> str:
+    """One JSON line (without the newline): ``time`` first (``timestamp(seconds)``), then ``fields``.
+
+    Values JSON cannot hold are written as ``str(value)``; a ``time`` in ``fields`` wins.
+    """
+    return json.dumps({"time": timestamp(seconds), **fields}, default=str)
 
 
 def configure_logging(level: str, fmt: str, program: str, stream: IO[str] | None = None) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from noetl.errors import AlreadyRunningError, ConfigError, ProgramFailedError
+from noetl.logs import json_line
 from noetl.settings import Settings
 from noetl.supervisor import embedded
 from noetl.supervisor.paths import RunPaths
@@ -251,9 +252,7 @@ def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
         f"`noetl ctl status` (run dir {settings.run_dir})"
     )
     if settings.log_format == "json":
-        import json
-
-        line = json.dumps({"process": "noetl", "level": "info", "message": line.removeprefix("noetl | ")})
+        line = json_line({"level": "info", "process": "noetl", "message": line.removeprefix("noetl | ")})
     print(line, file=out, flush=True)
 
 

@@ -23,10 +23,10 @@ import sys
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from noetl.logs import json_line
 from noetl.supervisor.output import OK, encode
 
 # Crash loop: this many unexpected exits of one process within this many seconds. A worker killed
@@ -80,17 +80,15 @@ class LineFormatter:
             if isinstance(parsed, dict):
                 record = parsed
         if record is None:
-            record = {"time": _now(), "level": "info" if channel == "stdout" else "error", "message": text}
+            level = "info" if channel == "stdout" else "error"
+            return (json_line({"level": level, "process": process, "message": text}) + "\n").encode()
+        # A program's own JSON line (noetl's programs write them with json_line) passes through.
         record.setdefault("process", process)
         return (json.dumps(record, ensure_ascii=False) + "\n").encode()
 
     def event(self, process: str, **fields: object) -> bytes:
         """A line about a process that comes from the listener itself (json format only)."""
-        return (json.dumps({"time": _now(), "process": process, **fields}) + "\n").encode()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+        return (json_line({"process": process, **fields}) + "\n").encode()
 
 
 class CrashWatch:

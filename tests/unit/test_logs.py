@@ -1,0 +1,61 @@
+"""One JSON line format for every JSON line noetl writes: ``time`` in RFC 3339 UTC ending in ``Z``."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from noetl.logs import configure_logging, json_line, timestamp
+from noetl.settings import load_settings
+from noetl.supervisor.embedded import Plan
+from noetl.supervisor.launch import announce
+from noetl.supervisor.listener import LineFormatter, Listener
+
+RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def _time_of(line: str | bytes) -> datetime:
+    record = json.loads(line)
+    assert RFC3339_Z.match(record["time"]), record["time"]
+    return datetime.fromisoformat(record["time"])
+
+
+def test_timestamp_is_utc_with_milliseconds_and_z() -> None:
+    assert timestamp(0) == "1970-01-01T00:00:00.000Z"
+    assert timestamp(1_700_000_000.25) == "2023-11-14T22:13:20.250Z"
+    assert RFC3339_Z.match(timestamp())
+
+
+def test_json_line_puts_time_first_and_keeps_the_fields() -> None:
+    line = json_line({"level": "info", "process": "p", "message": "m", "path": Path("/x")}, 0)
+    assert "\n" not in line
+    assert list(json.loads(line)) == ["time", "level", "process", "message", "path"]
+    assert json.loads(line)["path"] == "/x"  # what JSON cannot hold is written as text
+    assert json.loads(json_line({"message": "two\nlines"}))["message"] == "two\nlines"
+
+
+def test_every_writer_uses_the_same_time_format(tmp_path: Path) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    # The programs' logging.
+    out = io.StringIO()
+    configure_logging("info", "json", "worker_00", stream=out)
+    logging.getLogger("noetl.t").info("hello")
+    lines: list[str | bytes] = [out.getvalue().strip()]
+    # The event listener: a program's plain output line, and its own state lines.
+    listener = LineFormatter("json")
+    lines.append(listener.feed("server", "stderr", b"plain\n").strip())
+    lines.append(listener.event("server", event="state", state="RUNNING").strip())
+    failing = Listener(tmp_path / "failure", "json", lambda: None)
+    lines.extend(failing.on_state("FATAL", "worker_01", {}).split(b"\n", 1)[1].splitlines())
+    # The launcher's start line.
+    announce_out = io.StringIO()
+    settings = load_settings({"HOME": str(tmp_path), "NOETL_LOG_FORMAT": "json", "POSTGRES_HOST": "db"})
+    announce(settings, announce_out, Plan(postgres=False, nats=False))
+    lines.append(announce_out.getvalue().strip())
+    assert len(lines) == 6  # logging, listener x 2, listener's state + failure lines, launcher
+    for line in lines:
+        assert before <= _time_of(line) <= datetime.now(UTC)
