@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import logging
 import socket
 import sys
 from collections.abc import Sequence
 
-from noetl.errors import AlreadyRunningError, ConfigError, NoetlError
+from noetl import ports
+from noetl.errors import NoetlError
 from noetl.logs import configure_logging
 from noetl.settings import Settings, load_settings
 
@@ -47,22 +47,7 @@ def graceful_timeout(stop_timeout: int, cleanup: float) -> int:
 
 def bind(host: str, port: int) -> socket.socket:
     """Listen on host:port here, so a taken port is one clear line instead of uvicorn's log."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio sets TCP_NODELAY on accepted connections only when it does, and
-    # without it every small response waits out the client's delayed ACK (~40 ms per request).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise AlreadyRunningError(
-                f"port {port} on {host} is already in use: stop what listens there or set NOETL_PORT"
-            ) from None
-        raise ConfigError(
-            f"cannot listen on {host}:{port} ({exc.strerror}): fix NOETL_HOST/NOETL_PORT"
-        ) from None
+    sock = ports.bind(host, port)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

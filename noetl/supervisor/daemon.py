@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from noetl.errors import AlreadyRunningError, ControlError, NoetlError, ProgramFailedError
 from noetl.settings import Settings
-from noetl.supervisor.launch import check_port
 from noetl.supervisor.paths import RunPaths
+from noetl.supervisor.preflight import check_port
 from noetl.supervisor.render import max_stop_seconds
 
 if TYPE_CHECKING:

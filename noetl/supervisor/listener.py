@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import signal
@@ -24,10 +25,13 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
+
+from supervisor import childutils
 
 from noetl.logs import json_line
 from noetl.supervisor.output import OK, encode
+from noetl.supervisor.rundir import write_private
 
 # Crash loop: this many unexpected exits of one process within this many seconds. A worker killed
 # by the OOM killer once is restarted; one that dies every few seconds is broken and must be seen.
@@ -35,42 +39,33 @@ CRASH_LIMIT = 5
 CRASH_WINDOW = 60.0
 
 
-def parse_tokens(line: bytes) -> dict[str, str]:
-    """``a:1 b:2`` -> {"a": "1", "b": "2"} (the header format of supervisord events)."""
-    tokens = {}
-    for token in line.decode("utf-8", "replace").split():
-        key, _, value = token.partition(":")
-        tokens[key] = value
-    return tokens
-
-
 class LineFormatter:
     """Turns chunks of a program's output into complete, prefixed lines."""
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
-        self.partial: dict[tuple[str, str], bytes] = defaultdict(bytes)
+        self.partial: dict[tuple[str, str], str] = defaultdict(str)
 
-    def feed(self, process: str, channel: str, data: bytes) -> bytes:
+    def feed(self, process: str, channel: str, data: str) -> str:
         key = (process, channel)
-        buffered = self.partial.pop(key, b"") + data
-        *lines, rest = buffered.split(b"\n")
+        buffered = self.partial.pop(key, "") + data
+        *lines, rest = buffered.split("\n")
         if rest:
             self.partial[key] = rest
-        return b"".join(self.format(process, channel, line) for line in lines)
+        return "".join(self.format(process, channel, line) for line in lines)
 
-    def flush(self, process: str) -> bytes:
-        out = b""
+    def flush(self, process: str) -> str:
+        out = ""
         for channel in ("stdout", "stderr"):
-            rest = self.partial.pop((process, channel), b"")
+            rest = self.partial.pop((process, channel), "")
             if rest:
                 out += self.format(process, channel, rest)
         return out
 
-    def format(self, process: str, channel: str, line: bytes) -> bytes:
-        text = line.decode("utf-8", "replace").rstrip("\r")
+    def format(self, process: str, channel: str, line: str) -> str:
+        text = line.rstrip("\r")
         if self.fmt == "text":
-            return f"{process} | {text}\n".encode()
+            return f"{process} | {text}\n"
         record: dict[str, object] | None = None
         if text.startswith("{"):
             try:
@@ -81,14 +76,14 @@ class LineFormatter:
                 record = parsed
         if record is None:
             level = "info" if channel == "stdout" else "error"
-            return (json_line({"level": level, "process": process, "message": text}) + "\n").encode()
+            return json_line({"level": level, "process": process, "message": text}) + "\n"
         # A program's own JSON line (noetl's programs write them with json_line) passes through.
         record.setdefault("process", process)
-        return (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        return json.dumps(record, ensure_ascii=False) + "\n"
 
-    def event(self, process: str, **fields: object) -> bytes:
+    def event(self, process: str, **fields: object) -> str:
         """A line about a process that comes from the listener itself (json format only)."""
-        return (json_line({"process": process, **fields}) + "\n").encode()
+        return json_line({"process": process, **fields}) + "\n"
 
 
 class CrashWatch:
@@ -126,11 +121,12 @@ class Listener:
         self.stop_supervisord = stop_supervisord
         self.failed = False
 
-    def handle(self, headers: dict[str, str], payload: bytes) -> bytes:
+    def handle(self, headers: dict[str, str], payload: str) -> str:
         """One event -> the RESULT body for supervisord."""
         name = headers.get("eventname", "")
-        head, _, data = payload.partition(b"\n")
-        fields = parse_tokens(head)
+        # Log events carry data after their header line; state events are the header line alone.
+        head, _, data = payload.partition("\n")
+        fields = childutils.get_headers(head)
         process = fields.get("processname", "?")
         if name.startswith("PROCESS_LOG_"):
             channel = fields.get("channel", "stdout")
@@ -140,7 +136,7 @@ class Listener:
             return self.on_state(name.removeprefix("PROCESS_STATE_"), process, fields)
         return OK
 
-    def on_state(self, state: str, process: str, fields: dict[str, str]) -> bytes:
+    def on_state(self, state: str, process: str, fields: dict[str, str]) -> str:
         out = self.lines.flush(process)
         problem = None
         if state == "FATAL":
@@ -155,29 +151,33 @@ class Listener:
             if self.lines.fmt == "json":
                 out += self.lines.event(process, level="error", message=problem)
             else:
-                out += f"noetl | {problem}; stopping everything\n".encode()
+                out += f"noetl | {problem}; stopping everything\n"
             self.stop_supervisord()
         return encode("stderr" if problem else "stdout", out) if out else OK
 
     def record_failure(self, line: str) -> None:
-        tmp = self.failure_file.with_suffix(".tmp")
-        tmp.write_text(line + "\n", encoding="utf-8")
-        os.replace(tmp, self.failure_file)
+        write_private(self.failure_file, line + "\n")
 
 
-def serve(listener: Listener, stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """The listener protocol loop: READY, read one event, answer RESULT; until stdin closes."""
+def serve(listener: Listener, stdin: TextIO, stdout: TextIO) -> None:
+    """The listener protocol loop: READY, read one event, answer RESULT; until stdin closes.
+
+    Both streams are UTF-8 text without newline translation: supervisord counts an event's ``len``
+    in characters of the decoded payload (as ``childutils`` reads it) but a RESULT's in bytes.
+    """
     while True:
-        stdout.write(b"READY\n")
-        stdout.flush()
-        header = stdin.readline()
-        if not header:
+        try:
+            headers, payload = childutils.listener.wait(stdin, stdout)
+        except KeyError:  # an empty header line: stdin closed, supervisord is gone
             return
-        headers = parse_tokens(header)
-        payload = stdin.read(int(headers.get("len", "0")))
         body = listener.handle(headers, payload)
-        stdout.write(b"RESULT %d\n" % len(body) + body)
+        # Not childutils.listener.send: it counts characters, and supervisord reads bytes.
+        stdout.write(f"RESULT {len(body.encode('utf-8'))}\n{body}")
         stdout.flush()
+
+
+def _text(stream: BinaryIO) -> TextIO:
+    return io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     listener = Listener(args.failure_file, args.format, stop_supervisord)
     with contextlib.suppress(BrokenPipeError):  # supervisord went away first
-        serve(listener, sys.stdin.buffer, sys.stdout.buffer)
+        serve(listener, _text(sys.stdin.buffer), _text(sys.stdout.buffer))
     return 0
 
 

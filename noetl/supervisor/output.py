@@ -11,17 +11,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-OK = b"OK"
+OK = "OK"
 
 
-def encode(channel: str, text: bytes) -> bytes:
+def encode(channel: str, text: str) -> str:
     """A RESULT body that asks supervisord to write ``text`` to ``channel``."""
-    return channel.encode() + b"\n" + text
+    return f"{channel}\n{text}"
 
 
 def result_handler(event: Any, result: bytes | str) -> None:
+    # supervisord hands over the RESULT body as it read it: bytes.
     body = result.encode() if isinstance(result, str) else result
-    if body == OK:
+    if body == OK.encode():
         return
     channel, _, text = body.partition(b"\n")
     stream = sys.stderr if channel == b"stderr" else sys.stdout

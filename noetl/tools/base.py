@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from noetl.procs import killed_with_parent as _die_with_parent
 
 # Bytes of stdout and of stderr kept per command; the rest is counted and dropped.
 OUTPUT_LIMIT = 64 * 1024
@@ -76,26 +78,6 @@ class ProcessResult:
     stdout: Captured
     stderr: Captured
     timed_out: bool
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    """libc's prctl, looked up once in the worker (not in every child: that would cost ms per spawn)."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the process group kill still covers timeouts
-        return None
-
-
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the worker dies."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def kill_group(pid: int) -> None:

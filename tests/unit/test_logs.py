@@ -18,7 +18,7 @@ from noetl.supervisor.listener import LineFormatter, Listener
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-def _time_of(line: str | bytes) -> datetime:
+def _time_of(line: str) -> datetime:
     record = json.loads(line)
     assert RFC3339_Z.match(record["time"]), record["time"]
     return datetime.fromisoformat(record["time"])
@@ -44,13 +44,13 @@ def test_every_writer_uses_the_same_time_format(tmp_path: Path) -> None:
     out = io.StringIO()
     configure_logging("info", "json", "worker_00", stream=out)
     logging.getLogger("noetl.t").info("hello")
-    lines: list[str | bytes] = [out.getvalue().strip()]
+    lines: list[str] = [out.getvalue().strip()]
     # The event listener: a program's plain output line, and its own state lines.
     listener = LineFormatter("json")
-    lines.append(listener.feed("server", "stderr", b"plain\n").strip())
+    lines.append(listener.feed("server", "stderr", "plain\n").strip())
     lines.append(listener.event("server", event="state", state="RUNNING").strip())
     failing = Listener(tmp_path / "failure", "json", lambda: None)
-    lines.extend(failing.on_state("FATAL", "worker_01", {}).split(b"\n", 1)[1].splitlines())
+    lines.extend(failing.on_state("FATAL", "worker_01", {}).split("\n", 1)[1].splitlines())
     # The launcher's start line.
     announce_out = io.StringIO()
     settings = load_settings({"HOME": str(tmp_path), "NOETL_LOG_FORMAT": "json", "POSTGRES_HOST": "db"})

@@ -12,15 +12,15 @@ from noetl.supervisor.output import OK
 
 def test_text_lines_get_the_process_name_and_partial_lines_wait() -> None:
     lines = LineFormatter("text")
-    assert lines.feed("worker_01", "stdout", b"hello\nwor") == b"worker_01 | hello\n"
-    assert lines.feed("worker_01", "stdout", b"ld\n") == b"worker_01 | world\n"
-    assert lines.feed("server", "stderr", b"tail") == b""
-    assert lines.flush("server") == b"server | tail\n"
+    assert lines.feed("worker_01", "stdout", "hello\nwor") == "worker_01 | hello\n"
+    assert lines.feed("worker_01", "stdout", "ld\n") == "worker_01 | world\n"
+    assert lines.feed("server", "stderr", "tail") == ""
+    assert lines.flush("server") == "server | tail\n"
 
 
 def test_json_lines_carry_a_process_field_and_keep_json_objects() -> None:
     lines = LineFormatter("json")
-    out = lines.feed("worker_00", "stdout", b'{"level": "info", "message": "m"}\nplain text\n')
+    out = lines.feed("worker_00", "stdout", '{"level": "info", "message": "m"}\nplain text\n')
     first, second = (json.loads(line) for line in out.splitlines())
     assert first == {"level": "info", "message": "m", "process": "worker_00"}
     assert second["process"] == "worker_00" and second["message"] == "plain text"
@@ -42,26 +42,33 @@ def test_crash_watch_counts_only_exits_inside_the_window() -> None:
     assert message is not None and message.startswith("program worker_00 keeps crashing")
 
 
-def _event(name: str, payload: bytes) -> bytes:
-    return b"ver:3.0 server:supervisor serial:1 pool:listener poolserial:1 eventname:%s len:%d\n%s" % (
-        name.encode(),
-        len(payload),
-        payload,
+def _event(name: str, payload: str) -> bytes:
+    # As supervisord writes it (process.py _eventEnvelope): len counts the characters of the
+    # decoded payload, and the whole envelope goes out UTF-8 encoded.
+    envelope = (
+        f"ver:3.0 server:supervisor serial:1 pool:listener poolserial:1 eventname:{name} len:{len(payload)}\n"
     )
+    return (envelope + payload).encode("utf-8")
+
+
+def _serve(listener: Listener, stdin: bytes) -> bytes:
+    """Run the protocol loop over byte streams, as main() does over the pipes."""
+    out = io.BytesIO()
+    text_out = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    serve(listener, io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", newline=""), text_out)
+    return out.getvalue()
 
 
 def test_protocol_logs_and_fatal_stop(tmp_path: Path) -> None:
     stopped: list[bool] = []
     failure = tmp_path / "failure"
     listener = Listener(failure, "text", lambda: stopped.append(True))
-    stdin = io.BytesIO(
-        _event("PROCESS_LOG_STDOUT", b"processname:server groupname:noetl pid:7 channel:stdout\nup\n")
-        + _event("PROCESS_STATE_RUNNING", b"processname:server groupname:noetl from_state:STARTING pid:7")
-        + _event("PROCESS_STATE_FATAL", b"processname:worker_00 groupname:noetl from_state:BACKOFF")
+    replies = _serve(
+        listener,
+        _event("PROCESS_LOG_STDOUT", "processname:server groupname:noetl pid:7 channel:stdout\nup\n")
+        + _event("PROCESS_STATE_RUNNING", "processname:server groupname:noetl from_state:STARTING pid:7")
+        + _event("PROCESS_STATE_FATAL", "processname:worker_00 groupname:noetl from_state:BACKOFF"),
     )
-    stdout = io.BytesIO()
-    serve(listener, stdin, stdout)
-    replies = stdout.getvalue()
     assert replies.startswith(b"READY\nRESULT 19\nstdout\nserver | up\n")
     assert b"RESULT 2\nOK" in replies
     assert stopped == [True]
@@ -69,14 +76,32 @@ def test_protocol_logs_and_fatal_stop(tmp_path: Path) -> None:
     assert replies.endswith(b"READY\n")
 
 
+def test_non_ascii_output_keeps_the_protocol_in_step(tmp_path: Path) -> None:
+    # supervisord's len counts characters, its RESULT length bytes: reading len bytes cut the
+    # payload short and answered an event supervisord never sent.
+    listener = Listener(tmp_path / "failure", "text", lambda: None)
+    replies = _serve(
+        listener,
+        _event("PROCESS_LOG_STDOUT", "processname:server groupname:noetl pid:7 channel:stdout\nZürich ✓\n")
+        + _event("PROCESS_LOG_STDERR", "processname:worker_00 groupname:noetl pid:8 channel:stderr\nnext\n"),
+    )
+    first = "server | Zürich ✓\n".encode()
+    second = b"worker_00 | next\n"
+    assert replies == (
+        b"READY\nRESULT %d\nstdout\n%s" % (len(first) + 7, first)
+        + b"READY\nRESULT %d\nstderr\n%s" % (len(second) + 7, second)
+        + b"READY\n"
+    )
+
+
 def test_unexpected_exits_trigger_one_stop(tmp_path: Path) -> None:
     stopped: list[bool] = []
     listener = Listener(tmp_path / "failure", "text", lambda: stopped.append(True))
-    exited = b"processname:server groupname:noetl from_state:RUNNING expected:0 pid:9"
+    exited = "processname:server groupname:noetl from_state:RUNNING expected:0 pid:9"
     for _ in range(CRASH_LIMIT + 2):
         listener.handle({"eventname": "PROCESS_STATE_EXITED"}, exited)
     assert stopped == [True]
-    expected_exit = b"processname:worker_00 groupname:noetl from_state:RUNNING expected:1 pid:9"
+    expected_exit = "processname:worker_00 groupname:noetl from_state:RUNNING expected:1 pid:9"
     other = Listener(tmp_path / "other", "text", lambda: stopped.append(True))
     for _ in range(CRASH_LIMIT + 2):
         assert other.handle({"eventname": "PROCESS_STATE_EXITED"}, expected_exit) == OK

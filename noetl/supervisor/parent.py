@@ -1,0 +1,149 @@
+"""The launcher as supervisord's parent: signals, reaping and the exit status.
+
+The launcher stays in the foreground as supervisord's parent (PID 1 in a container) because
+supervisord alone gets two things wrong there: it always exits 0, even when it stopped because a
+program could not stay up, and it does not reap orphans that are not its own children. So:
+
+- signal handlers only record the signal (through a wakeup pipe); the loop acts: the first
+  SIGTERM/SIGINT is passed on to supervisord, which stops every program in parallel within its
+  stop timeout; a second one kills the whole tree at once. SIGHUP is passed on (reload);
+- the loop reaps every child that ends, supervisord's and any orphan re-parented to it as PID 1,
+  and kills this run's orphans (a SIGKILLed worker's tool processes) instead of letting them run on;
+- the exit status is 0 after a clean stop, or 1 with the line the event listener wrote when a
+  program could not stay up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+from collections.abc import Mapping
+
+from noetl.errors import ProgramFailedError
+from noetl.procs import become_subreaper, terminated_with_parent
+from noetl.supervisor.paths import RunPaths
+from noetl.supervisor.rundir import read_failure
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+FORWARDED = (signal.SIGHUP,)
+
+
+class SignalPipe:
+    """Handlers record signal numbers into a pipe; the loop reads them when it is ready."""
+
+    def __init__(self, signals: tuple[int, ...]) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.previous = {sig: signal.signal(sig, self._record) for sig in signals}
+        self.previous_wakeup = signal.set_wakeup_fd(self.write_fd)
+
+    @staticmethod
+    def _record(signum: int, frame: object) -> None:
+        # The wakeup fd already carries the number; nothing else to do in a handler.
+        return None
+
+    def wait(self, timeout: float) -> list[int]:
+        ready, _, _ = select.select([self.read_fd], [], [], timeout)
+        if not ready:
+            return []
+        try:
+            return list(os.read(self.read_fd, 512))
+        except BlockingIOError:
+            return []
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous_wakeup)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+def reap(pid: int) -> int | None:
+    """Reap every ended child; return ``pid``'s exit status once it has ended."""
+    status = None
+    while True:
+        try:
+            ended, raw = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status if status is not None else 0
+        if ended == 0:
+            return status
+        if ended == pid:
+            status = os.waitstatus_to_exitcode(raw)
+
+
+def kill_tree() -> None:
+    """SIGKILL every descendant of this process (the forced stop)."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
+
+
+def kill_orphans(supervisord: int, socket_url: str) -> None:
+    """SIGKILL the process groups of this run's orphans: processes re-parented to the launcher.
+
+    A worker killed mid-command (the OOM killer, a SIGKILL) leaves its tool's children behind;
+    they must not run on beside the command's next attempt. An orphan is this run's when it
+    carries the run's ``SUPERVISOR_SERVER_URL`` (supervisord sets it in every program, and tools
+    inherit it); others that reach PID 1 in a container (a `docker exec` job) are left alone.
+    """
+    import psutil
+
+    for child in psutil.Process().children():
+        if child.pid == supervisord:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if child.environ().get("SUPERVISOR_SERVER_URL") != socket_url:
+                continue
+            pgid = os.getpgid(child.pid)
+            if pgid != os.getpgrp():
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                child.kill()
+
+
+def supervise(paths: RunPaths, env: Mapping[str, str], python: str) -> int:
+    """Start supervisord on the written config and stay its parent until it exits; 0 or raises."""
+    # Orphans of this run come back to the launcher (as they would to PID 1), to be reaped and,
+    # at the end, killed: nothing of the run outlives it.
+    become_subreaper()
+    signals = SignalPipe((*STOP_SIGNALS, *FORWARDED, signal.SIGCHLD))
+    try:
+        proc = subprocess.Popen(
+            [python, "-m", "supervisor.supervisord", "-c", str(paths.config)],
+            env=dict(env),
+            preexec_fn=terminated_with_parent,
+        )
+        stops = 0
+        status = None
+        while status is None:
+            for sig in signals.wait(1.0):
+                if sig in STOP_SIGNALS:
+                    stops += 1
+                    if stops == 1:
+                        proc.send_signal(signal.SIGTERM)
+                    elif stops == 2:
+                        kill_tree()
+                elif sig in FORWARDED:
+                    proc.send_signal(sig)
+            status = reap(proc.pid)
+            kill_orphans(proc.pid, f"unix://{paths.socket}")
+        proc.returncode = status  # reaped by us, not by Popen
+    finally:
+        signals.close()
+    kill_tree()
+    if stops >= 2:
+        raise ProgramFailedError("stopped by force (second signal): programs were killed")
+    failure = read_failure(paths)
+    if failure:
+        raise ProgramFailedError(failure)
+    if status != 0:
+        raise ProgramFailedError(f"supervisord exited with status {status}; see the lines above")
+    return 0
