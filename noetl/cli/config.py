@@ -37,12 +37,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def handle_render(args: argparse.Namespace) -> int:
     import os
 
+    from noetl.supervisor.assembly import assemble
     from noetl.supervisor.render import ControlAuth, masked, render
 
     settings = load_settings(flags={"role": args.role})
+    # The same assembly and rendering as `noetl run` (supervisor/launch.py), nothing written.
+    what = assemble(settings, sys.executable, run_as_root=os.geteuid() == 0)
     control = ControlAuth.new()
-    text = render(settings, control, sys.executable, run_as_root=os.geteuid() == 0)
-    sys.stdout.write(masked(text, control))
+    sys.stdout.write(masked(render(what, control), control))
     return EXIT_OK
 
 

@@ -1,8 +1,9 @@
-"""Settings -> supervisord configuration text. Pure: no files written, no environment read.
+"""An ``Assembly`` -> supervisord configuration text. Pure: no files written, no environment read.
 
-The caller (``launch.py``) writes the text with mode 0600. Every value that reaches the file goes
-through ``ini_value``, which doubles ``%`` (supervisord %-expands every option) and refuses what
-could end a line or start a comment; commands are quoted with ``shlex`` as supervisord splits them.
+The caller (``launch.py``) writes the text with mode 0600; `noetl config render` prints it. Every
+value that reaches the file goes through ``ini_value``, which doubles ``%`` (supervisord %-expands
+every option) and refuses what could end a line or start a comment; commands are quoted with
+``shlex`` as supervisord splits them.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from noetl.errors import ConfigError
 from noetl.settings import Settings
+from noetl.supervisor.assembly import Assembly, assemble, placeholder_binaries
 from noetl.supervisor.paths import RunPaths
-from noetl.supervisor.programs import GROUP_PRIORITY, Program, group_names, programs_for
+from noetl.supervisor.programs import GROUP_PRIORITY, Program, group_names
 
 LISTENER_STOPWAITSECS = 2
 # supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
@@ -36,22 +38,18 @@ class ControlAuth:
         return cls(username="noetl-" + secrets.token_hex(4), password=secrets.token_urlsafe(24))
 
 
-def max_stop_seconds(settings: Settings, services: Sequence[Program] | None = None) -> float:
+def max_stop_seconds(settings: Settings, programs: Sequence[Program] | None = None) -> float:
     """The longest `noetl run` may take from SIGTERM to exit with this configuration.
 
     supervisord stops the programs of one group in parallel and the groups one after another:
     the workers (their stopwaitsecs), then the server, then the embedded services, then the event
     listener, each plus a loop tick, plus a tick for supervisord's own exit. A container's grace
-    period must be longer than this. ``services`` defaults to what ``settings`` would embed.
+    period must be longer than this. ``programs`` defaults to what `noetl run` would supervise.
     """
-    if services is None:
-        from noetl.supervisor import embedded
-
-        services = embedded.programs(
-            settings, embedded.plan(settings), embedded.Binaries(), run_as_root=False
-        )
+    if programs is None:
+        programs = assemble(settings, "python", False, placeholder_binaries).programs
     groups: dict[str, int] = {}
-    for program in [*programs_for(settings, "python"), *services]:
+    for program in programs:
         groups[program.group] = max(groups.get(program.group, 0), program.stopwaitsecs)
     groups["listener"] = LISTENER_STOPWAITSECS
     return float(sum(groups.values()) + SUPERVISORD_TICK * (len(groups) + 1))
@@ -85,20 +83,14 @@ def template_text() -> str:
     return checkout.read_text(encoding="utf-8")
 
 
-def render(
-    settings: Settings,
-    control: ControlAuth,
-    python: str,
-    run_as_root: bool = False,
-    services: Sequence[Program] = (),
-) -> str:
-    """Render the supervisord configuration for ``settings``.
+def render(what: Assembly, control: ControlAuth) -> str:
+    """Render the supervisord configuration of ``what`` (see ``assembly.assemble``).
 
-    ``python`` is the interpreter the programs run with (the launcher's own), ``control`` the
-    control-socket credentials, ``run_as_root`` whether supervisord runs as root, ``services``
-    the embedded PostgreSQL/NATS programs (see ``embedded.py``).
+    ``control`` holds the control-socket credentials: new for every run.
     """
     import jinja2
+
+    settings = what.settings
 
     env = jinja2.Environment(
         autoescape=False,
@@ -110,7 +102,7 @@ def render(
     env.filters["ini"] = ini_value
     paths = RunPaths(settings.run_dir)
     listener = [
-        python,
+        what.python,
         "-m",
         "noetl.supervisor.listener",
         "--failure-file",
@@ -118,7 +110,7 @@ def render(
         "--format",
         settings.log_format,
     ]
-    everything = [*services, *programs_for(settings, python)]
+    everything = what.programs
     programs = [
         {
             "name": p.name,
@@ -146,7 +138,7 @@ def render(
         supervisord_loglevel="warn" if settings.log_level in ("warning", "error", "critical") else "info",
         paths=paths,
         control=control,
-        run_as_root=run_as_root,
+        run_as_root=what.run_as_root,
         listener_command=command_line(listener),
         listener_stopwaitsecs=LISTENER_STOPWAITSECS,
         programs=programs,

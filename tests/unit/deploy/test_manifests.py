@@ -14,6 +14,7 @@ from supervisor.options import ServerOptions
 
 from noetl.deploy import manifests
 from noetl.settings import FIELDS, load_settings
+from noetl.supervisor.assembly import assemble
 from noetl.supervisor.render import SUPERVISORD_TICK, ControlAuth, max_stop_seconds, render
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,7 +88,9 @@ def test_grace_period_outlasts_the_supervised_stop(deployment: str, role: str, t
     settings = load_settings(env)
     assert settings.role == role
     assert noetl_container(deployment).get("command") is None  # the image's CMD: noetl run
-    rendered = stop_seconds_of_rendered_config(render(settings, ControlAuth.new(), "python"), tmp_path)
+    rendered = stop_seconds_of_rendered_config(
+        render(assemble(settings, "python", False), ControlAuth.new()), tmp_path
+    )
     budget = max(rendered, max_stop_seconds(settings))
     grace = find("Deployment", deployment)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > budget, f"{deployment}: grace {grace}s <= stop budget {budget}s"

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from noetl.errors import ConfigError
 from noetl.settings import FIELDS, load_settings
-from noetl.supervisor.render import ControlAuth, programs_for, render
-from tests.unit.supervisor.conftest import argv_of, parse_with_supervisor
+from noetl.supervisor.programs import programs_for
+from noetl.supervisor.render import ControlAuth
+from tests.unit.supervisor.conftest import argv_of, parse_with_supervisor, render
 
 AUTH = ControlAuth(username="u", password="p")
 PYTHON = "/venv/bin/python"
@@ -77,7 +78,7 @@ def test_no_setting_can_inject_config(name: str, value: str) -> None:
             return
         # Same sections and options as the baseline (a role or worker count may add or remove programs).
         shape = _shape(text)
-        assert set(shape) <= set(_shape(baseline)) | {"program:server", "program:worker"}
+        assert set(shape) <= set(_shape(baseline)) | {"program:server", "program:worker", "program:postgres"}
         for section, options in shape.items():
             reference = _shape(baseline).get(section)
             if reference is not None:

@@ -9,8 +9,9 @@ import pytest
 from supervisor.datatypes import RestartUnconditionally
 
 from noetl.settings import load_settings
-from noetl.supervisor.render import ControlAuth, masked, max_stop_seconds, render
-from tests.unit.supervisor.conftest import argv_of, parse_with_supervisor
+from noetl.supervisor import embedded
+from noetl.supervisor.render import ControlAuth, masked, max_stop_seconds
+from tests.unit.supervisor.conftest import argv_of, parse_with_supervisor, render
 
 GOLDEN = Path(__file__).parent / "golden"
 PYTHON = "/opt/noetl/venv/bin/python"
@@ -111,32 +112,19 @@ def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
 
 
 def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp_path: Path) -> None:
-    from noetl.supervisor import embedded
-
     # No POSTGRES_HOST, no NATS_URL. NOETL_HOME is set: its default depends on who runs the test.
     env = {"HOME": "/home/noetl", "NOETL_HOME": "/var/lib/noetl", "NOETL_RUN_DIR": "/run/noetl"}
     settings = load_settings(env)
-    what = embedded.plan(settings)
-    assert what == embedded.Plan(postgres=True, nats=True)
-    settings = embedded.effective(settings, what)
-    bins = embedded.Binaries(
-        postgres="/pg/bin/postgres", initdb="/pg/bin/initdb", nats_server="/venv/bin/nats-server"
-    )
-    services = embedded.programs(settings, what, bins, run_as_root=True)
-    text = render(settings, AUTH, PYTHON, run_as_root=True, services=services)
+    assert embedded.plan(settings) == embedded.Plan(postgres=True, nats=True)
+    text = render(settings, AUTH, PYTHON, run_as_root=True)
     golden = GOLDEN / "embedded.conf"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text(), "rendered config for embedded changed; UPDATE_GOLDEN=1 to accept"
     run_dir = tmp_path / "run"
     (run_dir / "logs").mkdir(parents=True)
-    settings = embedded.effective(load_settings({**env, "NOETL_RUN_DIR": str(run_dir)}), what)
-    options = parse_with_supervisor(
-        render(
-            settings, AUTH, PYTHON, run_as_root=False, services=embedded.programs(settings, what, bins, False)
-        ),
-        tmp_path,
-    )
+    settings = load_settings({**env, "NOETL_RUN_DIR": str(run_dir)})
+    options = parse_with_supervisor(render(settings, AUTH, PYTHON, run_as_root=False), tmp_path)
     groups = {g.name: g for g in options.process_group_configs}
     assert groups["services"].priority < groups["server"].priority < groups["workers"].priority
     postgres = next(p for p in groups["services"].process_configs if p.name == "postgres")
