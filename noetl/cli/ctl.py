@@ -66,8 +66,8 @@ def _control(args: argparse.Namespace) -> Control:
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from noetl.supervisor.format import as_json, table
-    from noetl.supervisor.status import rows
+    from noetl.supervisor.ctl_status import rows
+    from noetl.supervisor.ctl_table import as_json, table
 
     control = _control(args)
     result = rows(control.processes())

@@ -1,8 +1,9 @@
 """A client for a running supervisord, over XML-RPC on the run directory's control socket.
 
 The socket's URL and per-run credentials are read from the rendered configuration (mode 0600), so
-only its owner (or root) can drive it. Faults are mapped by ``faultCode`` to ``ControlError``
-messages for people.
+only its owner (or root) can drive it. Faults are mapped by ``faultCode`` (supervisor's own
+``Faults``) to ``ControlError`` messages for people. Each connection has its own timeout; the
+process-wide socket default is left alone.
 """
 
 from __future__ import annotations
@@ -14,29 +15,45 @@ import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.xmlrpc import Faults, SupervisorTransport, UnixStreamHTTPConnection
+
 from noetl.errors import ControlError, NotRunningError
 from noetl.supervisor.paths import RunPaths
 
-# supervisor.xmlrpc.Faults, copied so that the mapping reads without importing supervisor.
-BAD_NAME = 10
-BAD_SIGNAL = 11
-NO_FILE = 20
-SPAWN_ERROR = 50
-ABNORMAL_TERMINATION = 40
-ALREADY_STARTED = 60
-NOT_RUNNING = 70
-SHUTDOWN_STATE = 6
-
 _FAULTS = {
-    BAD_NAME: "no program or group named {name!r}; `noetl ctl status` lists them",
-    BAD_SIGNAL: "{name!r}: no such signal",
-    NO_FILE: "{name} has no log file to read",
-    SPAWN_ERROR: "{name} could not be started (spawn error); see `noetl ctl tail {name}`",
-    ABNORMAL_TERMINATION: "{name} exited while starting; see `noetl ctl tail {name}`",
-    ALREADY_STARTED: "{name} is already running",
-    NOT_RUNNING: "{name} is not running",
-    SHUTDOWN_STATE: "shutting down: supervisord accepts no more requests",
+    Faults.BAD_NAME: "no program or group named {name!r}; `noetl ctl status` lists them",
+    Faults.BAD_SIGNAL: "{name!r}: no such signal",
+    Faults.NO_FILE: "{name} has no log file to read",
+    Faults.SPAWN_ERROR: "{name} could not be started (spawn error); see `noetl ctl tail {name}`",
+    Faults.ABNORMAL_TERMINATION: "{name} exited while starting; see `noetl ctl tail {name}`",
+    Faults.ALREADY_STARTED: "{name} is already running",
+    Faults.NOT_RUNNING: "{name} is not running",
+    Faults.SHUTDOWN_STATE: "shutting down: supervisord accepts no more requests",
 }
+
+
+class _UnixConnection(UnixStreamHTTPConnection):
+    """supervisor's unix-socket connection, with this connection's timeout on its socket."""
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socketfile)
+
+
+class TimedTransport(SupervisorTransport):
+    """``SupervisorTransport`` over a unix socket whose every call gives up after ``timeout`` s."""
+
+    def __init__(self, username: str, password: str, serverurl: str, timeout: float) -> None:
+        super().__init__(username, password, serverurl)
+        path = serverurl.removeprefix("unix://")
+
+        def get_connection() -> _UnixConnection:
+            connection = _UnixConnection("localhost", timeout=timeout)
+            connection.socketfile = path
+            return connection
+
+        self._get_connection = get_connection
 
 
 @dataclass(frozen=True)
@@ -81,16 +98,13 @@ class Control:
 
     def _rpc(self) -> Any:
         if self._proxy is None:
-            from supervisor.xmlrpc import SupervisorTransport
-
-            transport = SupervisorTransport(
-                self.endpoint.username, self.endpoint.password, self.endpoint.serverurl
+            transport = TimedTransport(
+                self.endpoint.username, self.endpoint.password, self.endpoint.serverurl, self.timeout
             )
             self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
         return self._proxy
 
     def call(self, method: str, *args: Any, name: str = "") -> Any:
-        socket.setdefaulttimeout(self.timeout)
         try:
             target = self._rpc()
             for part in method.split("."):
@@ -118,8 +132,6 @@ class Control:
                     f"not running: nothing answers on {self.paths.socket} (start it with `noetl run`)"
                 ) from None
             raise ControlError(f"cannot talk to supervisord at {self.paths.socket}: {exc}") from None
-        finally:
-            socket.setdefaulttimeout(None)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -136,7 +148,7 @@ class Control:
                 return f"{info['group']}:{info['name']}"
         if any(info["group"] == name for info in infos):
             return f"{name}:*"
-        raise ControlError(_FAULTS[BAD_NAME].format(name=name))
+        raise ControlError(_FAULTS[Faults.BAD_NAME].format(name=name))
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -160,7 +172,7 @@ class Control:
         try:
             self.stop(name)
         except ControlError as exc:
-            if getattr(exc, "fault_code", None) != NOT_RUNNING:
+            if exc.fault_code != Faults.NOT_RUNNING:
                 raise
         self.start(name)
 

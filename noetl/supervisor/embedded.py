@@ -94,7 +94,6 @@ def programs(settings: Settings, what: Plan, bins: Binaries, run_as_root: bool) 
                     "-c",
                     f"unix_socket_directories={postgres_dir(settings) / 'run'}",
                 ],
-                priority=1,
                 stopwaitsecs=POSTGRES_STOPWAITSECS,
                 stopsignal="INT",  # fast shutdown: clean, and no crash recovery on the next start
                 stopasgroup=False,  # the postmaster stops its own backends
@@ -116,7 +115,6 @@ def programs(settings: Settings, what: Plan, bins: Binaries, run_as_root: bool) 
                     "-p",
                     str(settings.embedded_nats_port),
                 ],
-                priority=2,
                 stopwaitsecs=NATS_STOPWAITSECS,
                 group=SERVICES_GROUP,
             )

@@ -9,7 +9,9 @@ from noetl.settings import Settings
 
 # supervisord groups, stopped one after another in reverse priority order (see GROUP_PRIORITY):
 # first the workers (in parallel with each other), so that they can still report to the server while
-# they drain; then the server; then the embedded services it uses.
+# they drain; then the server; then the embedded services it uses. A program's priority is its
+# group's: between groups only the group's counts, and inside a group supervisord starts the
+# programs in the order they are listed and stops them together.
 WORKERS_GROUP = "workers"
 SERVER_GROUP = "server"
 SERVICES_GROUP = "services"
@@ -24,7 +26,6 @@ STARTRETRIES = 3
 class Program:
     name: str
     command: Sequence[str]
-    priority: int
     stopwaitsecs: int
     numprocs: int = 1
     process_name: str = ""
@@ -42,6 +43,10 @@ class Program:
         if not self.process_name:
             object.__setattr__(self, "process_name", self.name)
 
+    @property
+    def priority(self) -> int:
+        return GROUP_PRIORITY[self.group]
+
 
 def programs_for(settings: Settings, python: str) -> list[Program]:
     """The noetl programs a role runs, in start order."""
@@ -51,8 +56,6 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
             Program(
                 name="server",
                 command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
-                # Alone in its group: its priority is the group's.
-                priority=GROUP_PRIORITY[SERVER_GROUP],
                 stopwaitsecs=settings.stop_timeout,
                 group=SERVER_GROUP,
             )
@@ -62,7 +65,6 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
             Program(
                 name="worker",
                 command=[python, "-m", "noetl.worker"],
-                priority=20,
                 stopwaitsecs=settings.worker_stop_timeout,
                 numprocs=settings.workers,
                 # A literal supervisord expansion: worker_00, worker_01, ...

@@ -127,6 +127,10 @@ def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp
     options = parse_with_supervisor(render(settings, AUTH, PYTHON, run_as_root=False), tmp_path)
     groups = {g.name: g for g in options.process_group_configs}
     assert groups["services"].priority < groups["server"].priority < groups["workers"].priority
+    # One priority per group: a program's own would only order it inside its group.
+    for group in groups.values():
+        assert {p.priority for p in group.process_configs} == {group.priority}, group.name
+    assert [p.name for p in groups["services"].process_configs] == ["postgres", "nats"]
     postgres = next(p for p in groups["services"].process_configs if p.name == "postgres")
     assert postgres.stopsignal == 2  # SIGINT: PostgreSQL's fast shutdown
     assert "user=noetl-pg" in text

@@ -1,4 +1,4 @@
-"""supervisord's process info + psutil figures -> status rows."""
+"""`noetl ctl status`: supervisord's process info + psutil figures -> rows (printed by ctl_table)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from noetl.supervisor.format import Row
+from noetl.supervisor.ctl_table import Row
 
 
 def rows(infos: Iterable[dict[str, Any]], now: float | None = None) -> list[Row]:
