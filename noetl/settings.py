@@ -1,9 +1,10 @@
 """The one place that reads noetl's settings.
 
-Every setting is declared once in ``FIELDS`` with its environment variable, parser, default and
-help. ``load_settings`` builds a frozen ``Settings`` from, in rising precedence: the defaults, the
-optional TOML file named by ``NOETL_CONFIG``, the environment, and CLI flags. Nothing else in the
-package reads ``os.environ``; nothing reads it at import time.
+Every setting is declared once in ``FIELDS`` with its environment variable, parser, default, help
+and CLI flag (if it has one). ``load_settings`` builds a frozen ``Settings`` from, in rising
+precedence: the defaults, the optional TOML file named by ``NOETL_CONFIG``, the environment, and
+CLI flags; ``add_flags`` declares a command's flags from the table and ``flag_values`` reads them
+back. Nothing else in the package reads ``os.environ``; nothing reads it at import time.
 
 A bad value raises ``ConfigError`` with one line naming the variable, the value (masked when it is
 a secret) and what is allowed.
@@ -17,10 +18,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from noetl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import argparse
 
 ROLES = ("all", "server", "worker")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -198,7 +202,7 @@ def mask_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """One setting: where it comes from, how it is parsed, its default and its help."""
+    """One setting: where it comes from, how it is parsed, its default, its help and its flag."""
 
     env: str
     parse: Callable[[str], Any]
@@ -207,19 +211,47 @@ class Field:
     secret: bool = False
     # How to show the value when it is not a plain secret (for example a URL with a password).
     show: Callable[[Any], str] | None = None
+    # The command-line flag that sets it, for the commands that take it (see add_flags), and the
+    # placeholder --help shows for its value.
+    flag: str | None = None
+    metavar: str | None = None
 
 
 FIELDS: dict[str, Field] = {
-    "host": Field("NOETL_HOST", _host, "0.0.0.0", "Address the API server listens on."),
-    "port": Field("NOETL_PORT", _int_range(1, 65535), 8082, "Port the API server listens on."),
+    "host": Field(
+        "NOETL_HOST", _host, "0.0.0.0", "Address the API server listens on.", flag="--host", metavar="HOST"
+    ),
+    "port": Field(
+        "NOETL_PORT",
+        _int_range(1, 65535),
+        8082,
+        "Port the API server listens on.",
+        flag="--port",
+        metavar="PORT",
+    ),
     "role": Field(
-        "NOETL_ROLE", _choice(*ROLES), "all", "What `noetl run` supervises: all, server or worker."
+        "NOETL_ROLE",
+        _choice(*ROLES),
+        "all",
+        "What `noetl run` supervises: all, server or worker.",
+        flag="--role",
+        metavar="ROLE",
     ),
     "workers": Field(
-        "NOETL_WORKERS", _int_range(1, 64), 2, "Number of worker processes (role all or worker)."
+        "NOETL_WORKERS",
+        _int_range(1, 64),
+        2,
+        "Number of worker processes (role all or worker).",
+        flag="--workers",
+        metavar="N",
     ),
     "worker_concurrency": Field(
-        "NOETL_WORKER_CONCURRENCY", _int_range(1, 256), 4, "Commands one worker process runs at once."
+        "NOETL_WORKER_CONCURRENCY",
+        _int_range(1, 256),
+        4,
+        "Commands one worker process runs at once.",
+        flag="--concurrency",
+        metavar="N",
     ),
     "stop_timeout": Field(
         "NOETL_STOP_TIMEOUT",
@@ -261,6 +293,8 @@ FIELDS: dict[str, Field] = {
         _optional_path,
         None,
         "Directory of the rendered config, control socket and logs (default: $NOETL_HOME/run).",
+        flag="--run-dir",
+        metavar="DIR",
     ),
     "nats_url": Field(
         "NATS_URL",
@@ -268,6 +302,8 @@ FIELDS: dict[str, Field] = {
         "nats://127.0.0.1:4222",
         "NATS server URL(s), comma-separated.",
         show=mask_url,
+        flag="--nats-url",
+        metavar="URL",
     ),
     "nats_stream": Field(
         "NOETL_NATS_STREAM", _name, "NOETL_COMMANDS", "JetStream stream that carries command notices."
@@ -279,6 +315,8 @@ FIELDS: dict[str, Field] = {
         None,
         "API URL for workers and client commands (default: http://127.0.0.1:$NOETL_PORT).",
         show=mask_url,
+        flag="--server-url",
+        metavar="URL",
     ),
     "api_token": Field(
         "NOETL_API_TOKEN",
@@ -417,10 +455,8 @@ def _describe(name: str, raw: Any) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
+    import tomllib
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -475,7 +511,7 @@ def load_settings(
         if name not in FIELDS:
             raise KeyError(name)
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        raw[name] = (text, "--" + name.replace("_", "-"))
+        raw[name] = (text, FIELDS[name].flag or "--" + name.replace("_", "-"))
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -515,6 +551,33 @@ def _expand_home(path: Path, env: Mapping[str, str], where: str) -> Path:
         except _Invalid as exc:
             raise ConfigError(f"{where}: ~ expands to {text!r}, which is not valid: {exc}") from None
     return path.absolute()  # supervisord would resolve a relative path against its own cwd
+
+
+def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """Declare the flags of these settings on ``parser``, as ``FIELDS`` names them.
+
+    The values stay text (``None`` when not given): ``load_settings`` parses them like any other
+    source, so a bad one is the same one line and exit 2 as a bad environment variable.
+    """
+    for name in names:
+        field = FIELDS[name]
+        if field.flag is None:
+            raise ValueError(f"setting {name!r} has no flag in FIELDS")
+        text = field.help.removesuffix(".").replace("%", "%%")
+        parser.add_argument(field.flag, dest=name, metavar=field.metavar, help=f"{text} ({field.env})")
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings flags ``add_flags`` declared, by setting name, for ``load_settings(flags=...)``."""
+    return {name: getattr(args, name) for name in FIELDS if FIELDS[name].flag and hasattr(args, name)}
+
+
+def check_name(where: str, raw: str) -> str:
+    """A name as the settings take them (1-64 ASCII letters, digits, '_' or '-'), or ConfigError."""
+    try:
+        return _name(raw)
+    except _Invalid as exc:
+        raise ConfigError(f"{where}={raw!r} is not valid: {exc}") from None
 
 
 def describe_fields() -> list[tuple[str, str, str, str]]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from noetl.errors import EXIT_OK
-from noetl.settings import describe_fields, load_settings
+from noetl.settings import add_flags, describe_fields, flag_values, load_settings
 
 
 def _settings_help() -> str:
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     render = actions.add_parser(
         "render", help="print the supervisord config `noetl run` would write (control password masked)"
     )
-    render.add_argument("--role", help="render for this role instead of NOETL_ROLE")
+    add_flags(render, "role")
     render.set_defaults(handler=handle_render)
     check = actions.add_parser(
         "check",
@@ -40,7 +40,7 @@ def handle_render(args: argparse.Namespace) -> int:
     from noetl.supervisor.assembly import assemble
     from noetl.supervisor.render import ControlAuth, masked, render
 
-    settings = load_settings(flags={"role": args.role})
+    settings = load_settings(flags=flag_values(args))
     # The same assembly and rendering as `noetl run` (supervisor/launch.py), nothing written.
     what = assemble(settings, sys.executable, run_as_root=os.geteuid() == 0)
     control = ControlAuth.new()

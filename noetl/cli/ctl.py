@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from noetl.errors import EXIT_NOT_RUNNING, EXIT_OK
-from noetl.settings import load_settings
+from noetl.settings import add_flags, flag_values, load_settings
 
 if TYPE_CHECKING:
     from noetl.supervisor.control import Control
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "NAME is a process (server, worker_00), a group (workers, services) or all."
         ),
     )
-    parser.add_argument("--run-dir", help="run directory (NOETL_RUN_DIR, default $NOETL_HOME/run)")
+    add_flags(parser, "run_dir")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     status = actions.add_parser(
@@ -61,7 +61,7 @@ def _control(args: argparse.Namespace) -> Control:
     from noetl.supervisor.control import Control
     from noetl.supervisor.paths import RunPaths
 
-    settings = load_settings(flags={"run_dir": args.run_dir})
+    settings = load_settings(flags=flag_values(args))
     return Control(RunPaths(settings.run_dir))
 
 

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from noetl.cli.build import add_build_arguments
 from noetl.errors import EXIT_OK
 
 if TYPE_CHECKING:
     from noetl.deploy.k8s import ClusterOptions
+
+
+class _Default:
+    """The default of a ClusterOptions field (noetl/deploy/k8s.py), for --help and when not given.
+
+    Looked up only when shown: importing noetl.deploy costs ~30 ms that `noetl --help` need not pay.
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __str__(self) -> str:
+        from noetl.deploy.k8s import ClusterOptions
+
+        return str(getattr(ClusterOptions(), self.field))
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,15 +37,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Needs docker, kind and kubectl; exits 2 naming the one that is missing."
         ),
     )
-    parser.add_argument("--cluster", default="noetl", help="kind cluster name (default: noetl)")
-    parser.add_argument("--manifests", type=Path, default=Path("ci/manifests"), help="default: ci/manifests")
     parser.add_argument(
-        "--timeout", type=int, default=180, help="seconds to wait for each rollout (default: 180)"
+        "--cluster", default=_Default("cluster"), help="kind cluster name (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--manifests",
+        type=Path,
+        default=_Default("manifests"),
+        help="manifests directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=_Default("timeout"),
+        help="seconds to wait for each rollout (default: %(default)s)",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     create = actions.add_parser("kind-create", help="create the kind cluster from ci/kind/config.yaml")
-    create.add_argument("--config", type=Path, default=Path("ci/kind/config.yaml"), help="kind config")
+    create.add_argument(
+        "--config",
+        dest="kind_config",
+        type=Path,
+        default=_Default("kind_config"),
+        help="kind config (default: %(default)s)",
+    )
     create.set_defaults(handler=handle_kind_create)
     delete = actions.add_parser("kind-delete", help="delete the kind cluster")
     delete.set_defaults(handler=handle_kind_delete)
@@ -39,7 +70,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "deploy",
         help="kind load the last build, apply the manifests with it, wait for both rollouts",
     )
-    deploy.add_argument("--tag-file", type=Path, default=Path(".noetl_last_build_tag.txt"))
+    deploy.add_argument(
+        "--tag-file",
+        type=Path,
+        default=_Default("tag_file"),
+        help="the last build's tag (default: %(default)s)",
+    )
     deploy.set_defaults(handler=handle_deploy)
 
     redeploy = actions.add_parser("redeploy", help="build the image, then deploy it")
@@ -49,19 +85,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove = actions.add_parser("remove", help="delete the noetl namespace and everything in it")
     remove.set_defaults(handler=handle_remove)
     reset = actions.add_parser("reset", help="remove, then deploy the last build again (fresh database)")
-    reset.add_argument("--tag-file", type=Path, default=Path(".noetl_last_build_tag.txt"))
+    reset.add_argument(
+        "--tag-file",
+        type=Path,
+        default=_Default("tag_file"),
+        help="the last build's tag (default: %(default)s)",
+    )
     reset.set_defaults(handler=handle_reset)
 
 
 def _options(args: argparse.Namespace) -> ClusterOptions:
     from noetl.deploy.k8s import ClusterOptions
 
-    extra = {}
-    if getattr(args, "config", None) is not None:
-        extra["kind_config"] = args.config
-    if getattr(args, "tag_file", None) is not None:
-        extra["tag_file"] = args.tag_file
-    return ClusterOptions(cluster=args.cluster, manifests=args.manifests, timeout=args.timeout, **extra)
+    given: dict[str, Any] = {}
+    for field in ("cluster", "manifests", "timeout", "kind_config", "tag_file"):
+        value = getattr(args, field, None)
+        if value is not None and not isinstance(value, _Default):
+            given[field] = value
+    return ClusterOptions(**given)
 
 
 def handle_kind_create(args: argparse.Namespace) -> int:

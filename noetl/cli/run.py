@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from noetl.settings import ROLES, load_settings
+from noetl.settings import add_flags, flag_values, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,17 +20,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "2 on a bad setting, 5 when already running."
         ),
     )
-    parser.add_argument("--role", choices=ROLES, help="all, server or worker (NOETL_ROLE)")
-    parser.add_argument("--workers", metavar="N", help="worker processes (NOETL_WORKERS)")
-    parser.add_argument("--host", help="API listen address (NOETL_HOST)")
-    parser.add_argument("--port", help="API port (NOETL_PORT)")
+    add_flags(parser, "role", "workers", "host", "port")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from noetl.supervisor.launch import run
 
-    settings = load_settings(
-        flags={"role": args.role, "workers": args.workers, "host": args.host, "port": args.port}
-    )
+    settings = load_settings(flags=flag_values(args))
     return run(settings, environ=os.environ, python=sys.executable)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from noetl.errors import EXIT_OK, ProgramFailedError
-from noetl.settings import load_settings
+from noetl.settings import add_flags, flag_values, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,8 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start the server (supervised) in the background; PID in $NOETL_HOME/noetl_server.pid",
     )
     start.add_argument("--init-db", action="store_true", help="create or migrate the schema first")
-    start.add_argument("--host", help="listen address (NOETL_HOST)")
-    start.add_argument("--port", help="port (NOETL_PORT)")
+    add_flags(start, "host", "port")
     start.set_defaults(handler=handle_start)
     stop = actions.add_parser("stop", help="stop it gracefully, within its stop timeout")
     stop.add_argument("--force", action="store_true", help="kill it if it has not stopped by then")
@@ -30,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def handle_start(args: argparse.Namespace) -> int:
     from noetl.supervisor import daemon
 
-    settings = load_settings(flags={"host": args.host, "port": args.port, "role": "server"})
+    settings = load_settings(flags={**flag_values(args), "role": "server"})
     inst = daemon.instance(settings, "server")
     if args.init_db:
         env = {**os.environ, **settings.to_env()}

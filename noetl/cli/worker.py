@@ -6,7 +6,7 @@ import argparse
 import os
 
 from noetl.errors import EXIT_OK
-from noetl.settings import load_settings
+from noetl.settings import add_flags, check_name, flag_values, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "start",
         help="start N supervised workers in the background; PID in $NOETL_HOME/noetl_worker_<name>.pid",
     )
-    start.add_argument("--workers", metavar="N", help="worker processes (NOETL_WORKERS)")
+    add_flags(start, "workers")
     start.add_argument("--name", default="default", help="name of this worker set (default: default)")
     start.set_defaults(handler=handle_start)
     stop = actions.add_parser("stop", help="stop them gracefully (they drain), within the stop timeout")
@@ -25,19 +25,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stop.set_defaults(handler=handle_stop)
 
 
-def _name(raw: str) -> str:
-    from noetl.errors import ConfigError
-
-    if not raw.replace("-", "").replace("_", "").isalnum() or len(raw) > 64:
-        raise ConfigError(f"--name={raw!r} is not valid: expected 1-64 letters, digits, '_' or '-'")
-    return raw
-
-
 def handle_start(args: argparse.Namespace) -> int:
     from noetl.supervisor import daemon
 
-    settings = load_settings(flags={"workers": args.workers, "role": "worker"})
-    inst = daemon.instance(settings, "worker", _name(args.name))
+    settings = load_settings(flags={**flag_values(args), "role": "worker"})
+    inst = daemon.instance(settings, "worker", check_name("--name", args.name))
     pid = daemon.start(settings, inst, os.environ)
     print(
         f"noetl worker {inst.name} started (pid {pid}): {settings.workers} worker(s) -> "
@@ -50,7 +42,7 @@ def handle_stop(args: argparse.Namespace) -> int:
     from noetl.supervisor import daemon
 
     settings = load_settings(flags={"role": "worker"})
-    inst = daemon.instance(settings, "worker", _name(args.name))
+    inst = daemon.instance(settings, "worker", check_name("--name", args.name))
     if daemon.stop(settings, inst, force=args.force):
         print(f"noetl worker {inst.name} stopped")
     else:

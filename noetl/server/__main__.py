@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from noetl import ports
 from noetl.errors import NoetlError
 from noetl.logs import configure_logging
-from noetl.settings import Settings, load_settings
+from noetl.settings import Settings, add_flags, flag_values, load_settings
 
 log = logging.getLogger("noetl.server")
 
@@ -30,8 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m noetl.server",
         description="The NoETL API server (settings: NOETL_*, POSTGRES_*, NATS_URL).",
     )
-    parser.add_argument("--host", help="listen address (NOETL_HOST)")
-    parser.add_argument("--port", type=int, help="listen port (NOETL_PORT)")
+    add_flags(parser, "host", "port")
     parser.add_argument(
         "--init-db",
         action="store_true",
@@ -82,7 +81,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(flags={"host": args.host, "port": args.port})
+        settings = load_settings(flags=flag_values(args))
         configure_logging(settings.log_level, settings.log_format, "server")
         from noetl.server.initdb import init_database, require_postgres_host
 

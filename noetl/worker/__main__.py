@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from noetl.errors import NoetlError
 from noetl.logs import configure_logging
-from noetl.settings import load_settings
+from noetl.settings import add_flags, flag_values, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,22 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m noetl.worker",
         description="Run one NoETL worker: claim commands announced on NATS, run them, report to the server.",
     )
-    parser.add_argument("--nats-url", metavar="URL", help="NATS server URL(s), comma-separated (NATS_URL)")
-    parser.add_argument("--server-url", metavar="URL", help="NoETL API URL (NOETL_SERVER_URL)")
-    parser.add_argument("--concurrency", metavar="N", help="commands run at once (NOETL_WORKER_CONCURRENCY)")
+    add_flags(parser, "nats_url", "server_url", "worker_concurrency")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(
-            flags={
-                "nats_url": args.nats_url,
-                "server_url": args.server_url,
-                "worker_concurrency": args.concurrency,
-            }
-        )
+        settings = load_settings(flags=flag_values(args))
         configure_logging(settings.log_level, settings.log_format, settings.process_name or "worker")
         # httpx logs every request at INFO; the worker logs one line per command state instead.
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -46,9 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(serve(settings, os.environ))
     except NoetlError as exc:
-        # load_settings names flags after their setting; this command spells one of them shorter.
-        message = str(exc).replace("--worker-concurrency=", "--concurrency=")
-        print(f"noetl worker: {message}", file=sys.stderr)
+        print(f"noetl worker: {exc}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -147,3 +147,34 @@ def test_run_without_any_database_allowed_is_one_line_exit_2(tmp_path: Path) -> 
     assert done.stderr.startswith("noetl: POSTGRES_HOST is not set and NOETL_EMBEDDED=never")
     assert done.stderr.count("\n") == 1
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("name", ["wörker", "a b", "x" * 65])
+def test_worker_set_names_are_checked_like_settings(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from noetl.cli.main import main
+
+    monkeypatch.setenv("NOETL_HOME", str(tmp_path / "home"))
+    assert main(["worker", "start", "--name", name]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"noetl: --name={name!r} is not valid: expected 1-64 letters") and err.count("\n") == 1
+    )
+    assert not (tmp_path / "home").exists()  # refused before anything was written or started
+
+
+def test_k8s_defaults_are_those_of_the_deploy_module() -> None:
+    from pathlib import Path as P
+
+    from noetl.cli.k8s import _options
+    from noetl.cli.main import build_parser
+    from noetl.deploy.k8s import ClusterOptions
+
+    parser = build_parser()
+    for action in ("kind-create", "deploy", "reset", "remove"):
+        assert _options(parser.parse_args(["k8s", action])) == ClusterOptions()
+    given = parser.parse_args(
+        ["k8s", "--cluster", "c2", "--timeout", "9", "kind-create", "--config", "k.yaml"]
+    )
+    assert _options(given) == ClusterOptions(cluster="c2", timeout=9, kind_config=P("k.yaml"))

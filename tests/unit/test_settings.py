@@ -129,3 +129,96 @@ def test_every_field_has_help_and_an_env_name() -> None:
     for name, field in FIELDS.items():
         assert field.help, name
         assert field.env.isupper(), name
+
+
+def test_the_settings_dataclass_has_exactly_the_fields_of_the_table() -> None:
+    import dataclasses
+    import typing
+
+    from noetl.settings import Settings
+
+    names = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
+    assert names == list(FIELDS)
+    # Each default is of the type the dataclass declares; run_dir and server_url are derived when unset.
+    hints = typing.get_type_hints(Settings)
+    for name, field in FIELDS.items():
+        if name in ("run_dir", "server_url"):
+            assert field.default is None and None not in typing.get_args(hints[name]), name
+        else:
+            assert isinstance(field.default, hints[name]), (name, hints[name])
+
+
+def test_flags_come_from_the_table_and_name_themselves_in_errors() -> None:
+    import argparse
+
+    from noetl.settings import add_flags, flag_values
+
+    flagged = [name for name, field in FIELDS.items() if field.flag]
+    assert len({FIELDS[name].flag for name in flagged}) == len(flagged)
+    parser = argparse.ArgumentParser()
+    add_flags(parser, *flagged)
+    args = parser.parse_args(["--port", "9001", "--concurrency", "7", "--run-dir", "/tmp/r"])
+    values = flag_values(args)
+    assert values["port"] == "9001" and values["host"] is None
+    s = load_settings(BASE, flags=values)
+    assert (s.port, s.worker_concurrency, s.run_dir) == (9001, 7, Path("/tmp/r"))
+    assert (s.sources["port"], s.sources["worker_concurrency"]) == ("--port", "--concurrency")
+    with pytest.raises(ConfigError, match=r"^--concurrency='0' is not valid: expected a whole number"):
+        load_settings(BASE, flags=flag_values(parser.parse_args(["--concurrency", "0"])))
+    with pytest.raises(ValueError, match="no flag"):
+        add_flags(argparse.ArgumentParser(), "postgres_password")
+
+
+def _every_parser() -> list[tuple[str, object]]:
+    import argparse
+
+    from noetl.cli.main import build_parser
+    from noetl.server.__main__ import build_parser as server_parser
+    from noetl.worker.__main__ import build_parser as worker_parser
+
+    found: list[tuple[str, object]] = []
+
+    def walk(parser: argparse.ArgumentParser, label: str) -> None:
+        found.append((label, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{label} {name}")
+
+    walk(build_parser(), "noetl")
+    walk(server_parser(), "python -m noetl.server")
+    walk(worker_parser(), "python -m noetl.worker")
+    return found
+
+
+def test_no_command_declares_a_settings_flag_by_hand() -> None:
+    by_flag = {field.flag: name for name, field in FIELDS.items() if field.flag}
+    seen = set()
+    for label, parser in _every_parser():
+        for action in parser._actions:  # type: ignore[attr-defined]
+            for option in action.option_strings:
+                if option in by_flag or action.dest in FIELDS:
+                    name = by_flag.get(option, action.dest)
+                    assert action.dest == name and action.option_strings == [FIELDS[name].flag], (
+                        label,
+                        option,
+                    )
+                    assert action.help.endswith(f"({FIELDS[name].env})"), (label, option)
+                    seen.add(name)
+    assert seen == set(by_flag.values())  # every flag in the table is used by some command
+
+
+def test_names_are_ascii_letters_digits_dash_underscore() -> None:
+    from noetl.settings import check_name
+
+    assert check_name("--name", "blue-2_x") == "blue-2_x"
+    for bad in ("wörker", "٣", "a b", "", "x" * 65, "a/b"):
+        with pytest.raises(ConfigError, match=r"^--name=.* is not valid: expected 1-64 letters"):
+            check_name("--name", bad)
+
+
+def test_readme_rows_name_each_flag() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for field in FIELDS.values():
+        flag = f"`{field.flag}`" if field.flag else ""
+        assert f"| `{field.env}` | {flag} |" in readme, field.env
