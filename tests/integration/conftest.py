@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,3 +20,21 @@ def stack(tmp_path: Path, pg_env: dict[str, str], nats: Nats) -> Iterator[Stack]
         yield s
     finally:
         s.stop()
+
+
+# The control socket's credentials are new for every run; `config render` masks the password.
+_CREDENTIALS = re.compile(r"^(username|password)=.*$", re.MULTILINE)
+
+
+def assert_render_matches_the_written_config(stack: Stack) -> None:
+    """`noetl config render` with the run's environment prints the config the run wrote."""
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl", "config", "render"],
+        env=stack.full_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    written = (stack.run_dir / "supervisord.conf").read_text(encoding="utf-8")
+    assert _CREDENTIALS.sub(r"\1=", done.stdout) == _CREDENTIALS.sub(r"\1=", written)

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.integration.conftest import assert_render_matches_the_written_config
 from tests.services import free_port
 from tests.stack import Stack
 
@@ -88,6 +89,8 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
     try:
         stack.start()
         rows = stack.wait_running(PROGRAMS)
+        # What run wrote, embedded programs and group included, is what `config render` prints.
+        assert_render_matches_the_written_config(stack)
         stack.wait_ready()
         execution_id = _complete_one(stack)
         processes = [psutil.Process(int(r["pid"])) for r in rows]

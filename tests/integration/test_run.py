@@ -15,6 +15,7 @@ import pytest
 
 from noetl.settings import load_settings
 from noetl.supervisor.render import max_stop_seconds
+from tests.integration.conftest import assert_render_matches_the_written_config
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,7 @@ def test_run_comes_up_and_supervisorctl_agrees(stack: Stack) -> None:
 
     config = stack.run_dir / "supervisord.conf"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert_render_matches_the_written_config(stack)
     assert stat.S_IMODE(stack.run_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((stack.run_dir / "supervisor.sock").stat().st_mode) == 0o700
 
