@@ -70,12 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "deploy",
         help="kind load the last build, apply the manifests with it, wait for both rollouts",
     )
-    deploy.add_argument(
-        "--tag-file",
-        type=Path,
-        default=_Default("tag_file"),
-        help="the last build's tag (default: %(default)s)",
-    )
+    _add_tag_file(deploy)
     deploy.set_defaults(handler=handle_deploy)
 
     redeploy = actions.add_parser("redeploy", help="build the image, then deploy it")
@@ -85,13 +80,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove = actions.add_parser("remove", help="delete the noetl namespace and everything in it")
     remove.set_defaults(handler=handle_remove)
     reset = actions.add_parser("reset", help="remove, then deploy the last build again (fresh database)")
-    reset.add_argument(
+    _add_tag_file(reset)
+    reset.set_defaults(handler=handle_reset)
+
+
+def _add_tag_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--tag-file",
         type=Path,
         default=_Default("tag_file"),
         help="the last build's tag (default: %(default)s)",
     )
-    reset.set_defaults(handler=handle_reset)
 
 
 def _options(args: argparse.Namespace) -> ClusterOptions:

@@ -50,9 +50,5 @@ def handle_stop(args: argparse.Namespace) -> int:
     from noetl.supervisor import daemon
 
     settings = load_settings(flags={"role": "server"})
-    inst = daemon.instance(settings, "server")
-    if daemon.stop(settings, inst, force=args.force):
-        print("noetl server stopped")
-    else:
-        print("noetl server is not running")
+    print(daemon.stop_and_say(settings, daemon.instance(settings, "server"), force=args.force))
     return EXIT_OK

@@ -43,8 +43,5 @@ def handle_stop(args: argparse.Namespace) -> int:
 
     settings = load_settings(flags={"role": "worker"})
     inst = daemon.instance(settings, "worker", check_name("--name", args.name))
-    if daemon.stop(settings, inst, force=args.force):
-        print(f"noetl worker {inst.name} stopped")
-    else:
-        print(f"noetl worker {inst.name} is not running")
+    print(daemon.stop_and_say(settings, inst, force=args.force))
     return EXIT_OK

@@ -177,6 +177,13 @@ def stop(settings: Settings, inst: Instance, force: bool = False) -> bool:
     return True
 
 
+def stop_and_say(settings: Settings, inst: Instance, force: bool = False) -> str:
+    """``stop``, then the line that says what happened."""
+    if stop(settings, inst, force=force):
+        return f"noetl {inst.label} stopped"
+    return f"noetl {inst.label} is not running"
+
+
 def _descendants(procs: list[psutil.Process]) -> list[psutil.Process]:
     import psutil
 
