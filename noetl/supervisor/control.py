@@ -10,50 +10,25 @@ from __future__ import annotations
 
 import configparser
 import errno
-import socket
 import xmlrpc.client
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.xmlrpc import Faults, SupervisorTransport, UnixStreamHTTPConnection
-
 from noetl.errors import ControlError, NotRunningError
 from noetl.supervisor.paths import RunPaths
 
+# Messages by the names of supervisor.xmlrpc.Faults: its codes are looked up once a call has
+# imported supervisor (~75 ms that `noetl ctl status` with nothing running need not pay).
 _FAULTS = {
-    Faults.BAD_NAME: "no program or group named {name!r}; `noetl ctl status` lists them",
-    Faults.BAD_SIGNAL: "{name!r}: no such signal",
-    Faults.NO_FILE: "{name} has no log file to read",
-    Faults.SPAWN_ERROR: "{name} could not be started (spawn error); see `noetl ctl tail {name}`",
-    Faults.ABNORMAL_TERMINATION: "{name} exited while starting; see `noetl ctl tail {name}`",
-    Faults.ALREADY_STARTED: "{name} is already running",
-    Faults.NOT_RUNNING: "{name} is not running",
-    Faults.SHUTDOWN_STATE: "shutting down: supervisord accepts no more requests",
+    "BAD_NAME": "no program or group named {name!r}; `noetl ctl status` lists them",
+    "BAD_SIGNAL": "{name!r}: no such signal",
+    "NO_FILE": "{name} has no log file to read",
+    "SPAWN_ERROR": "{name} could not be started (spawn error); see `noetl ctl tail {name}`",
+    "ABNORMAL_TERMINATION": "{name} exited while starting; see `noetl ctl tail {name}`",
+    "ALREADY_STARTED": "{name} is already running",
+    "NOT_RUNNING": "{name} is not running",
+    "SHUTDOWN_STATE": "shutting down: supervisord accepts no more requests",
 }
-
-
-class _UnixConnection(UnixStreamHTTPConnection):
-    """supervisor's unix-socket connection, with this connection's timeout on its socket."""
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socketfile)
-
-
-class TimedTransport(SupervisorTransport):
-    """``SupervisorTransport`` over a unix socket whose every call gives up after ``timeout`` s."""
-
-    def __init__(self, username: str, password: str, serverurl: str, timeout: float) -> None:
-        super().__init__(username, password, serverurl)
-        path = serverurl.removeprefix("unix://")
-
-        def get_connection() -> _UnixConnection:
-            connection = _UnixConnection("localhost", timeout=timeout)
-            connection.socketfile = path
-            return connection
-
-        self._get_connection = get_connection
 
 
 @dataclass(frozen=True)
@@ -98,6 +73,8 @@ class Control:
 
     def _rpc(self) -> Any:
         if self._proxy is None:
+            from noetl.supervisor.transport import TimedTransport
+
             transport = TimedTransport(
                 self.endpoint.username, self.endpoint.password, self.endpoint.serverurl, self.timeout
             )
@@ -111,7 +88,9 @@ class Control:
                 target = getattr(target, part)
             return target(*args)
         except xmlrpc.client.Fault as fault:
-            template = _FAULTS.get(fault.faultCode)
+            from supervisor.xmlrpc import getFaultDescription
+
+            template = _FAULTS.get(getFaultDescription(fault.faultCode))
             if template is None:
                 raise ControlError(f"supervisord refused {method}: {fault.faultString}") from None
             error = ControlError(template.format(name=name or "it"))
@@ -148,7 +127,7 @@ class Control:
                 return f"{info['group']}:{info['name']}"
         if any(info["group"] == name for info in infos):
             return f"{name}:*"
-        raise ControlError(_FAULTS[Faults.BAD_NAME].format(name=name))
+        raise ControlError(_FAULTS["BAD_NAME"].format(name=name))
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -169,6 +148,8 @@ class Control:
             self.call("supervisor.stopProcess", name, True, name=name)
 
     def restart(self, name: str) -> None:
+        from supervisor.xmlrpc import Faults
+
         try:
             self.stop(name)
         except ControlError as exc:

