@@ -1,8 +1,8 @@
 """supervisord event listener: program output with names, and a stop when a program cannot stay up.
 
 Run by supervisord as ``python -m noetl.supervisor.listener --failure-file PATH --format text|json``.
-It speaks supervisord's listener protocol on stdin/stdout (so it must never print anything else
-there) and handles two kinds of events:
+It speaks supervisord's listener protocol on stdin/stdout through ``supervisor.childutils`` (so it
+must never print anything else there) and handles two kinds of events:
 
 - ``PROCESS_LOG_*``: output of a program, turned into ``name | line`` (text) or one JSON object per
   line with a ``process`` field (json), and handed back to supervisord to write (see ``output.py``).
