@@ -7,7 +7,7 @@ process (`runc init`) is uid 0 inside the container. Its parent is the runc on t
 the container's PID namespace, so inside the container its parent PID reads 0, as does that of
 everything else entered from outside. PID 1 is the only process of the image with parent 0;
 every process the image starts, and every orphan (re-parented to PID 1, the reaper), stays
-under it.
+under it. What was seen on the engine here: docs/deploy.md, "A uid-0 process that is not the image's".
 """
 
 from __future__ import annotations
