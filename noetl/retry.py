@@ -32,6 +32,11 @@ class Backoff:
             delay = min(delay * self.factor, self.cap)
 
 
+# Waiting for a service to come back (the database, a NATS stream or consumer): for as long as it
+# takes, trying again at least every 5 seconds.
+RECONNECT = Backoff(first=0.2, cap=5.0)
+
+
 def _ignore(_: BaseException) -> None:
     return None
 

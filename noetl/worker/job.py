@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from noetl.protocol.nats import parse_notice
+from noetl.protocol.nats import NATS_ERRORS, parse_notice
 from noetl.tools.registry import Outcome, ToolContext, run_tool
 from noetl.worker.api import ApiRejected, Claim, ServerApi, ServerUnreachable
-from noetl.worker.consumer import ACK_WAIT, NatsErrors
+from noetl.worker.consumer import ACK_WAIT
 
 log = logging.getLogger("noetl.worker")
 
@@ -222,7 +222,7 @@ class Job:
         interval = self.settings.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(*NatsErrors):
+            with contextlib.suppress(*NATS_ERRORS):
                 await self.msg.in_progress()  # keeps the notice from being redelivered meanwhile
             try:
                 held = await self.api.heartbeat(
@@ -328,11 +328,11 @@ class Job:
     async def _ack(self) -> None:
         try:
             await self.msg.ack()
-        except NatsErrors as exc:
+        except NATS_ERRORS as exc:
             log.warning("command %s: ack failed (%r); the notice will come back", self.command_id, exc)
 
     async def _nak(self, delay: float | None = None) -> None:
         try:
             await self.msg.nak(delay=delay)
-        except NatsErrors as exc:
+        except NATS_ERRORS as exc:
             log.warning("command %s: nak failed (%r); the notice will come back later", self.command_id, exc)
