@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,9 @@ def _ignore(_: BaseException) -> None:
 async def retry(
     attempt: Callable[[], Awaitable[T]],
     *,
-    errors: tuple[type[BaseException], ...],
+    errors: tuple[type[E], ...],
     backoff: Backoff,
-    on_error: Callable[[BaseException], None] = _ignore,
+    on_error: Callable[[E], None] = _ignore,
     until: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

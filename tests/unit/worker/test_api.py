@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 import httpx
@@ -106,6 +107,30 @@ def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> 
     asyncio.run(scenario())
 
 
+def test_retrying_is_logged_when_the_problem_starts_or_changes_and_every_5s_while_it_lasts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        handler, _ = scripted(
+            httpx.ConnectError("refused"),  # t=0
+            *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,  # t=0.1 .. 7.1
+            httpx.Response(500, text="oops"),  # t=9.1
+            httpx.Response(200, json={"stored": True}),
+        )
+        api = client(handler, clock)
+        with caplog.at_level(logging.WARNING, logger="noetl.worker"):
+            assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is True
+
+    asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "server http://server not answering (ConnectError: refused); retrying",
+        "server http://server not answering (503 database unavailable); retrying",
+        "server http://server not answering (503 database unavailable); retrying",  # t=5.1
+        "server http://server not answering (500 oops); retrying",
+    ]
+
+
 def test_retries_stop_at_the_deadline() -> None:
     async def scenario() -> None:
         clock = Clock()
@@ -133,11 +158,12 @@ def test_lost_lease_is_false_not_an_error() -> None:
 def test_a_refused_token_ends_the_worker_with_the_config_exit_code() -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(401, json={"detail": "missing or wrong token"}))
-        api = client(handler, Clock(), token="wrong")
+        api = client(handler, Clock(), token="s3cret-worker-token")
         with pytest.raises(AuthRejected, match="NOETL_API_TOKEN") as info:
             await api.register({"worker_id": "w1"}, until=None)
         assert info.value.exit_code == EXIT_CONFIG
-        assert "wrong" not in str(info.value)  # the token is never repeated
+        assert str(info.value).startswith("the server refused the worker's token (401): missing or wrong")
+        assert "s3cret" not in str(info.value)  # the token is never repeated
         assert len(seen) == 1
 
     asyncio.run(scenario())
