@@ -10,19 +10,7 @@ import itertools
 import pytest
 
 from noetl.retry import Backoff, retry
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.unit.clock import FakeClock
 
 
 class Flaky:
@@ -51,7 +39,7 @@ def test_delays_grow_by_the_given_factor() -> None:
 
 
 def test_retry_returns_the_first_success_after_sleeping_each_delay_once() -> None:
-    clock, flaky = Clock(), Flaky(failures=4)
+    clock, flaky = FakeClock(), Flaky(failures=4)
     seen: list[BaseException] = []
     result = asyncio.run(
         retry(
@@ -69,7 +57,7 @@ def test_retry_returns_the_first_success_after_sleeping_each_delay_once() -> Non
 
 
 def test_a_success_at_once_never_sleeps() -> None:
-    clock = Clock()
+    clock = FakeClock()
     result = asyncio.run(
         retry(Flaky(failures=0), errors=(ConnectionError,), backoff=Backoff(1, 1), sleep=clock.sleep)
     )
@@ -77,14 +65,14 @@ def test_a_success_at_once_never_sleeps() -> None:
 
 
 def test_an_error_not_listed_ends_the_loop_at_once() -> None:
-    clock, flaky = Clock(), Flaky(failures=3, error=ValueError("a bug, not an outage"))
+    clock, flaky = FakeClock(), Flaky(failures=3, error=ValueError("a bug, not an outage"))
     with pytest.raises(ValueError, match="a bug"):
         asyncio.run(retry(flaky, errors=(ConnectionError,), backoff=Backoff(1, 1), sleep=clock.sleep))
     assert flaky.calls == 1 and clock.sleeps == []
 
 
 def test_the_deadline_raises_the_last_error_instead_of_sleeping_past_it() -> None:
-    clock, flaky = Clock(), Flaky(failures=1000)
+    clock, flaky = FakeClock(), Flaky(failures=1000)
     seen: list[BaseException] = []
     with pytest.raises(ConnectionError):
         asyncio.run(
@@ -105,7 +93,7 @@ def test_the_deadline_raises_the_last_error_instead_of_sleeping_past_it() -> Non
 
 
 def test_a_deadline_already_past_makes_one_attempt() -> None:
-    clock, flaky = Clock(), Flaky(failures=1)
+    clock, flaky = FakeClock(), Flaky(failures=1)
     clock.now = 10.0
     with pytest.raises(ConnectionError):
         asyncio.run(

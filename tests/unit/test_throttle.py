@@ -7,16 +7,9 @@ import logging
 import pytest
 
 from noetl.throttle import Throttle
+from tests.unit.clock import FakeClock
 
 LOG = logging.getLogger("noetl.test.throttle")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -24,7 +17,7 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_the_same_problem_is_logged_again_only_after_the_interval(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock()
     warn = Throttle(LOG, prefix="nats: ", every=5.0, clock=clock)
     logged = []
     for now in (0.0, 1.0, 4.9, 5.0, 6.0, 10.1):
@@ -36,7 +29,7 @@ def test_the_same_problem_is_logged_again_only_after_the_interval(caplog: pytest
 
 
 def test_a_different_problem_is_logged_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock()
     warn = Throttle(LOG, clock=clock)
     assert warn("refused") and warn("timed out") and warn("refused")
     assert not warn("refused")
@@ -44,7 +37,7 @@ def test_a_different_problem_is_logged_at_once(caplog: pytest.LogCaptureFixture)
 
 
 def test_clear_lets_the_same_problem_be_logged_at_once(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock()
     warn = Throttle(LOG, clock=clock)
     assert warn("refused")
     clock.now = 1.0
@@ -54,7 +47,7 @@ def test_clear_lets_the_same_problem_be_logged_at_once(caplog: pytest.LogCapture
 
 
 def test_the_first_line_is_logged_whatever_the_clock_says(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = FakeClock()
     clock.now = -100.0  # time.monotonic() may be any number, small ones included
     assert Throttle(LOG, clock=clock)("")
     assert lines(caplog) == [""]
