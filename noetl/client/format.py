@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from noetl.tools.registry import describe
+
 PAYLOAD_WIDTH = 100
 
 
@@ -24,19 +26,6 @@ def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def describe_tool(tool: dict[str, Any]) -> str:
-    kind = tool.get("kind", "?")
-    if kind == "shell":
-        command = tool.get("command")
-        return "shell: " + (" ".join(command) if isinstance(command, list) else str(command))
-    if kind == "python":
-        first = next(iter(str(tool.get("code", "")).strip().splitlines()), "")
-        return f"python: {first}"
-    if kind == "http":
-        return f"http: {tool.get('method', 'GET')} {tool.get('url', '')}"
-    return str(kind)
-
-
 def execution_text(execution: dict[str, Any]) -> str:
     """The execution, its commands and its events, for people."""
     lines = [
@@ -48,7 +37,7 @@ def execution_text(execution: dict[str, Any]) -> str:
             f"command {cmd['command_id']}  {cmd['status']}  attempt {cmd['attempt']}"
             f"  max_attempts {cmd['max_attempts']}  worker {cmd.get('worker_id') or '-'}"
         )
-        lines.append(f"  {_short(describe_tool(cmd['tool']))}")
+        lines.append(f"  {_short(describe(cmd['tool']))}")
         if cmd.get("result") is not None:
             lines.append(f"  result: {_short(cmd['result'])}")
         if cmd.get("error"):

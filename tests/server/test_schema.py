@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
+from noetl.protocol.words import STATUSES, WORKER_STATES
 from noetl.server.migrations import MIGRATIONS, current_version, migrate
 from tests.server.conftest import ROOT, Server, clean_env, pg_fetch, submit
 
@@ -113,3 +115,31 @@ def test_init_db_flag_runs_migrations_before_serving(pg_env: dict[str, str]) -> 
     assert proc.returncode == 5, proc.stderr
     assert f"schema at version {LATEST} (applied now: [1])" in proc.stderr
     assert _tables(pg_env) == TABLES
+
+
+def _check_words(pg_env: dict[str, str], table: str, column: str) -> list[str]:
+    """The words a CHECK (column IN (...)) constraint of ``table`` allows, read from the catalog."""
+    rows = pg_fetch(
+        pg_env,
+        """
+        SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = 'noetl' AND t.relname = $1 AND c.contype = 'c'
+        """,
+        table,
+    )
+    defs = [r["def"] for r in rows if f"({column} = ANY" in r["def"]]
+    assert len(defs) == 1, rows
+    return re.findall(r"'([^']*)'::text", defs[0])
+
+
+def test_sql_check_constraints_spell_the_protocol_words(pg_env: dict[str, str]) -> None:
+    """The CHECK lists written in the migrations equal the words in noetl.protocol.words."""
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "noetl", "db", "init"], env=clean_env(**pg_env), cwd=ROOT
+        ).returncode
+        == 0
+    )
+    assert tuple(_check_words(pg_env, "commands", "status")) == STATUSES
+    assert tuple(_check_words(pg_env, "workers", "status")) == WORKER_STATES

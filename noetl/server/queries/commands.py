@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from noetl.protocol.nats import Notice
-from noetl.protocol.words import FINISHED
+from noetl.protocol.words import FINAL_EVENTS, FINISHED
 from noetl.server.problems import Conflict, NotFound
 
 
@@ -192,7 +192,7 @@ async def record_event(
         if cmd["status"] != "claimed" or cmd["worker_id"] != worker_id or cmd["attempt"] != attempt:
             raise await _refusal(conn, command_id, worker_id, attempt)
         await _add_event(conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq)
-        if type_ not in ("completed", "failed"):
+        if type_ not in FINAL_EVENTS:
             return True, None
         finished_at = await conn.fetchval(
             """
