@@ -51,7 +51,7 @@ class ApiRejected(NoetlError):
         if status in NOT_FOUND_OR_CONFLICT or not 400 <= status < 500:
             message = detail  # "no execution ...": the server's line says it all
         else:
-            message = f"the server refused the request: {detail} ({status})"
+            message = f"the server refused the request: {detail}"
         super().__init__(message)
         self.status = status
         self.detail = detail

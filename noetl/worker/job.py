@@ -141,7 +141,9 @@ class Job:
             await self._nak(delay=1.0)
             return
         except ApiRejected as exc:
-            log.warning("command %s: claim refused (%s); notice dropped", self.command_id, exc)
+            log.warning(
+                "command %s: claim refused (%d: %s); notice dropped", self.command_id, exc.status, exc.detail
+            )
             self.outcome = "refused"
             await self._ack()
             return
@@ -255,7 +257,9 @@ class Job:
                 )
             except ApiRejected as exc:
                 # The result cannot be stored (too large, not storable): the command fails, saying why.
-                outcome = Outcome(ok=False, error=f"the server refused the {kind} event: {exc}")
+                outcome = Outcome(
+                    ok=False, error=f"the server refused the {kind} event ({exc.status}): {exc.detail}"
+                )
                 kind = "failed"
                 stored = await self.api.event(
                     claim.command_id,
