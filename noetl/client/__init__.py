@@ -1,5 +1,9 @@
-"""A small synchronous client of the NoETL API, for the CLI (imports httpx: import it lazily)."""
+"""Clients of the NoETL API: the CLI's (``api``) and what it shares with the worker's (``session``).
 
-from noetl.client.api import ApiClient, ApiError
+Both import httpx: import them lazily.
+"""
 
-__all__ = ["ApiClient", "ApiError"]
+from noetl.client.api import ApiClient
+from noetl.client.session import ApiRejected, AuthRejected, ServerUnreachable
+
+__all__ = ["ApiClient", "ApiRejected", "AuthRejected", "ServerUnreachable"]

@@ -1,8 +1,9 @@
 """``ApiClient``: the few API calls the CLI makes, with errors turned into ``NoetlError``s.
 
-Every failure ends as one line for people: the server is unreachable or not ready
-(``ServerUnavailableError``, exit 4), the request was refused as invalid (``ConfigError``, exit 2),
-or the server said no (``ApiError``, exit 1).
+Every failure ends as one line for people (``noetl.client.session`` says which status means what):
+the server is unreachable or not ready (``ServerUnreachable``, exit 4), the request was refused as
+invalid or the token is wrong (``ApiRejected``/``AuthRejected``, exit 2), or the server said no
+(``ApiRejected``, exit 1).
 """
 
 from __future__ import annotations
@@ -13,20 +14,15 @@ from typing import Any
 
 import httpx
 
-from noetl.errors import ConfigError, NoetlError, ServerUnavailableError
+from noetl.client.session import Endpoint, ServerUnreachable
 from noetl.protocol.words import FINISHED
+from noetl.retry import Backoff
 from noetl.settings import Settings
 
 # While waiting, a server or database that blinks is tolerated for this long.
 WAIT_OUTAGE_TOLERANCE = 30.0
-
-
-class ApiError(NoetlError):
-    """The server understood the request and refused it (404, 409)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+# How often ``wait`` asks: soon at first (most commands are quick), then every second.
+POLL = Backoff(first=0.1, cap=1.0, factor=1.5)
 
 
 class ApiClient:
@@ -34,14 +30,10 @@ class ApiClient:
         self,
         base_url: str,
         token: str | None = None,
-        timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
-        )
+        self.endpoint = Endpoint(base_url, token, "API token")
+        self._http = httpx.Client(**self.endpoint.client_options(), transport=transport)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiClient:
@@ -81,21 +73,20 @@ class ApiClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> dict[str, Any]:
         """Poll the execution until it is completed, failed or dead; return it."""
-        interval = 0.1
         outage_since: float | None = None
+        delays = POLL.delays()
         while True:
             try:
                 execution = self.execution(execution_id)
                 outage_since = None
                 if execution["status"] in FINISHED:
                     return execution
-            except ServerUnavailableError:
+            except ServerUnreachable:
                 now = clock()
                 outage_since = outage_since if outage_since is not None else now
                 if now - outage_since > WAIT_OUTAGE_TOLERANCE:
                     raise
-            sleep(interval)
-            interval = min(interval * 1.5, 1.0)
+            sleep(next(delays))
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -103,29 +94,5 @@ class ApiClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ServerUnavailableError(
-                f"cannot reach the NoETL server at {self.base_url} ({reason}): "
-                "start it (`noetl run`) or set NOETL_SERVER_URL"
-            ) from None
-        if response.status_code < 400:
-            return response.json()
-        detail = _detail(response)
-        status = response.status_code
-        if status == 401:
-            raise ConfigError(f"the server at {self.base_url} refused the API token: {detail}")
-        if status in (400, 413, 422):
-            raise ConfigError(f"the server refused the request: {detail}")
-        if status in (404, 409):
-            raise ApiError(detail, status)
-        raise ServerUnavailableError(f"the server at {self.base_url} answered {status}: {detail}")
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return body["detail"]
-    return str(body)[:200]
+            raise self.endpoint.unreachable(exc) from None
+        return self.endpoint.read(response).body

@@ -11,10 +11,13 @@ import json
 from dataclasses import dataclass
 from uuid import UUID
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType
 
+# What a call to NATS raises when NATS is away or slow: worth retrying, never a bug.
+NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 DUPLICATE_WINDOW = 120.0  # seconds JetStream remembers message ids
 # The shared durable pull consumer of every worker.
 DURABLE = "noetl-workers"

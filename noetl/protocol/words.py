@@ -15,7 +15,6 @@ FINISHED: tuple[Status, ...] = ("completed", "failed", "dead")
 
 # What a worker reports about the attempt it holds.
 WorkerEvent = Literal["started", "progress", "completed", "failed"]
-WORKER_EVENTS: tuple[WorkerEvent, ...] = get_args(WorkerEvent)
 # The events that end an attempt: the command takes the event's name as its status.
 FINAL_EVENTS: tuple[WorkerEvent, ...] = ("completed", "failed")
 

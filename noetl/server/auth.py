@@ -8,8 +8,8 @@ in constant time and never logged.
 from __future__ import annotations
 
 import hmac
-import json
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -28,17 +28,9 @@ class TokenAuth:
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
-        detail = "missing or wrong API token: send Authorization: Bearer <NOETL_API_TOKEN>"
-        body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
+        refusal = JSONResponse(
+            {"detail": "missing or wrong API token: send Authorization: Bearer <NOETL_API_TOKEN>"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
         )
-        await send({"type": "http.response.body", "body": body})
+        await refusal(scope, receive, send)

@@ -17,8 +17,10 @@ from typing import Any
 
 import asyncpg
 
+from noetl.retry import RECONNECT, retry
 from noetl.server.migrations import migrate
 from noetl.settings import Settings
+from noetl.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 CONNECT_TIMEOUT = 5.0  # seconds to open one connection
 COMMAND_TIMEOUT = 15.0  # seconds any one statement may take
-RETRY_MAX = 5.0  # seconds between attempts to open the pool, at most
 
 
 class DatabaseUnavailable(Exception):
@@ -106,20 +107,15 @@ class Database:
         log.info("database %s: connected", self.where)
 
     async def keep_open(self) -> None:
-        """Retry ``open`` until it succeeds (background task); logs each distinct failure once."""
-        delay = 0.2
-        last_error = ""
-        while self.pool is None:
-            try:
-                await self.open()
-                return
-            except UNAVAILABLE_ERRORS as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if error != last_error:
-                    log.warning("database %s unavailable (%s); retrying", self.where, error)
-                    last_error = error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+        """Retry ``open`` until it succeeds (background task), with a warning while it fails."""
+        if self.pool is not None:
+            return
+        warn = Throttle(log)
+
+        def unavailable(exc: BaseException) -> None:
+            warn(f"database {self.where} unavailable ({type(exc).__name__}: {exc}); retrying")
+
+        await retry(self.open, errors=UNAVAILABLE_ERRORS, backoff=RECONNECT, on_error=unavailable)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 import asyncpg
 
 from noetl.errors import ConfigError, NoetlError, NotRunningError
+from noetl.retry import Backoff, retry
 from noetl.server.db import UNAVAILABLE_ERRORS, connect_once
-from noetl.server.migrations import MIGRATIONS, current_version, migrate
+from noetl.server.migrations import current_version, migrate
 from noetl.settings import Settings
+
+# Between attempts while PostgreSQL is not up yet: soon at first, then every second, so the
+# ``wait`` given is used to within a second.
+INIT_BACKOFF = Backoff(first=0.2, cap=1.0)
 
 
 @dataclass(frozen=True)
@@ -32,38 +36,36 @@ async def init_database(settings: Settings, wait: float) -> InitResult:
     """Apply the migrations, retrying for up to ``wait`` seconds while PostgreSQL is unreachable."""
     require_postgres_host(settings)
     where = f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
-    deadline = time.monotonic() + wait
-    while True:
+
+    async def attempt() -> InitResult:
+        conn = await connect_once(settings)
         try:
-            conn = await connect_once(settings)
-            try:
-                applied = await migrate(conn)
-                return InitResult(applied, await current_version(conn))
-            finally:
-                await conn.close()
-        except UNAVAILABLE_ERRORS as exc:
-            if time.monotonic() >= deadline:
-                raise NotRunningError(
-                    f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
-                    "start it or fix POSTGRES_HOST/POSTGRES_PORT"
-                ) from None
-            await asyncio.sleep(0.5)
-        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-            raise ConfigError(
-                f"PostgreSQL at {where} refused user {settings.postgres_user!r}: {exc}; "
-                "fix POSTGRES_USER/POSTGRES_PASSWORD"
-            ) from None
-        except asyncpg.InvalidCatalogNameError:
-            raise ConfigError(
-                f"database {settings.postgres_db!r} does not exist at {where}: create it or fix POSTGRES_DB"
-            ) from None
-        except asyncpg.InsufficientPrivilegeError as exc:
-            raise ConfigError(
-                f"user {settings.postgres_user!r} may not create the schema at {where}: {exc}"
-            ) from None
-        except asyncpg.PostgresError as exc:
-            raise NoetlError(f"schema migration failed at {where}: {type(exc).__name__}: {exc}") from None
+            applied = await migrate(conn)
+            return InitResult(applied, await current_version(conn))
+        finally:
+            await conn.close()
 
-
-def latest_version() -> int:
-    return max(m.version for m in MIGRATIONS)
+    try:
+        return await retry(
+            attempt, errors=UNAVAILABLE_ERRORS, backoff=INIT_BACKOFF, until=time.monotonic() + wait
+        )
+    except UNAVAILABLE_ERRORS as exc:
+        raise NotRunningError(
+            f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
+            "start it or fix POSTGRES_HOST/POSTGRES_PORT"
+        ) from None
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise ConfigError(
+            f"PostgreSQL at {where} refused user {settings.postgres_user!r}: {exc}; "
+            "fix POSTGRES_USER/POSTGRES_PASSWORD"
+        ) from None
+    except asyncpg.InvalidCatalogNameError:
+        raise ConfigError(
+            f"database {settings.postgres_db!r} does not exist at {where}: create it or fix POSTGRES_DB"
+        ) from None
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise ConfigError(
+            f"user {settings.postgres_user!r} may not create the schema at {where}: {exc}"
+        ) from None
+    except asyncpg.PostgresError as exc:
+        raise NoetlError(f"schema migration failed at {where}: {type(exc).__name__}: {exc}") from None

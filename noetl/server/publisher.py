@@ -19,8 +19,10 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from noetl.protocol.nats import Notice, ensure_stream
+from noetl.protocol.nats import NATS_ERRORS, Notice, ensure_stream
+from noetl.retry import RECONNECT, retry
 from noetl.settings import Settings, mask_url
+from noetl.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class Publisher:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.stream_ready = False
-        self._last_error = ""
+        self._warn = Throttle(log, prefix="nats: ")
         self._preparing: asyncio.Task[None] | None = None
 
     @property
@@ -62,19 +64,21 @@ class Publisher:
         await self._prepare_stream()
 
     async def _prepare_stream(self) -> None:
-        delay = 0.2
-        while self.js is not None and not self.stream_ready:
-            try:
+        async def attempt() -> None:
+            if self.js is not None:  # None: closed meanwhile
                 await ensure_stream(self.js, self.settings.nats_stream, self.settings.nats_subject)
                 self.stream_ready = True
-                self._last_error = ""
-                if self.on_connected is not None:
-                    self.on_connected()
-                return
-            except (nats.errors.Error, TimeoutError, OSError) as exc:
-                self._log_error(f"stream {self.settings.nats_stream} not ready: {exc!r}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        def not_ready(exc: BaseException) -> None:
+            self._warn(f"stream {self.settings.nats_stream} not ready: {exc!r}")
+
+        if self.stream_ready:
+            return
+        await retry(attempt, errors=NATS_ERRORS, backoff=RECONNECT, on_error=not_ready)
+        if self.stream_ready:
+            self._warn.clear()
+            if self.on_connected is not None:
+                self.on_connected()
 
     async def publish(self, notice: Notice) -> bool:
         """Publish one notice and wait for JetStream's ack; False when it was not stored."""
@@ -88,8 +92,8 @@ class Publisher:
                 headers={"Nats-Msg-Id": notice.msg_id},
             )
             return True
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
-            self._log_error(f"publish failed: {exc!r}")
+        except NATS_ERRORS as exc:
+            self._warn(f"publish failed: {exc!r}")
             if isinstance(exc, nats.js.errors.NoStreamResponseError):
                 # The stream is gone (a NATS with a fresh store): create it again.
                 self.stream_ready = False
@@ -103,16 +107,11 @@ class Publisher:
             self._preparing.cancel()
         if nc is None:
             return
-        with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+        with contextlib.suppress(*NATS_ERRORS):
             await asyncio.wait_for(nc.close(), timeout)
 
-    def _log_error(self, error: str) -> None:
-        if error != self._last_error:
-            log.warning("nats: %s", error)
-            self._last_error = error
-
     async def _on_error(self, exc: Exception) -> None:
-        self._log_error(f"{type(exc).__name__}: {exc}")
+        self._warn(f"{type(exc).__name__}: {exc}")
 
     async def _on_disconnected(self) -> None:
         if self.nc is not None:
@@ -120,7 +119,7 @@ class Publisher:
 
     async def _on_reconnected(self) -> None:
         log.info("nats: reconnected")
-        self._last_error = ""
+        self._warn.clear()
         # The server may have come back with an empty store. Not awaited here: this callback runs
         # inside nats-py's reconnect task.
         self.stream_ready = False

@@ -1,8 +1,9 @@
 """The worker's client for the NoETL API (docs/api.md): claims, leases, events and the registry.
 
 Connection errors, timeouts and 5xx answers (503 included) are retried with capped exponential
-backoff until the call's deadline: the server being briefly away is normal (restarts, deploys).
-409 and 404 are answers, not errors. 401/403 end the worker: a wrong token cannot get better.
+backoff until the call's deadline (``noetl.client.session``): the server being briefly away is
+normal (restarts, deploys). 409 and 404 are answers, not errors. 401/403 end the worker: a wrong
+token cannot get better.
 """
 
 from __future__ import annotations
@@ -17,32 +18,19 @@ from urllib.parse import quote
 
 import httpx
 
-from noetl.errors import ConfigError
+from noetl.client.session import (
+    NOT_FOUND_OR_CONFLICT,
+    Answer,
+    ApiRejected,
+    AsyncSession,
+    AuthRejected,
+    Endpoint,
+    ServerUnreachable,
+)
 
 log = logging.getLogger("noetl.worker")
 
-# Backoff between retries: 0.1 s doubling up to 2 s; a line about it at most every 5 s.
-_FIRST_DELAY = 0.1
-_MAX_DELAY = 2.0
-_LOG_EVERY = 5.0
-_REQUEST_TIMEOUT = 10.0
-
-
-class ServerUnreachable(Exception):
-    """The server did not answer usefully before the call's deadline."""
-
-
-class ApiRejected(Exception):
-    """The server refused the request with a 4xx other than 404/409 (the detail says why)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class AuthRejected(ConfigError):
-    """401/403: the worker's NOETL_API_TOKEN does not match the server's."""
+__all__ = ["ApiRejected", "AuthRejected", "Claim", "ServerApi", "ServerUnreachable"]
 
 
 @dataclass(frozen=True)
@@ -55,22 +43,6 @@ class Claim:
     tool: Any
     timeout: float
     lease_until: str | None
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: Any
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, Mapping) and "detail" in body:
-        return str(body["detail"])[:200]
-    return str(body)[:200]
 
 
 class ServerApi:
@@ -86,53 +58,16 @@ class ServerApi:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, timeout=_REQUEST_TIMEOUT, transport=transport
-        )
-        self._sleep = sleep
-        self._clock = clock
-        self._last_complaint = -_LOG_EVERY
+        endpoint = Endpoint(base_url, token, "worker's token")
+        self._session = AsyncSession(endpoint, log, transport=transport, sleep=sleep, clock=clock)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._session.close()
 
     async def _call(self, method: str, path: str, body: Any = None, *, until: float | None) -> Answer:
-        """One call, retried on connection errors and 5xx until ``until``. Returns 2xx, 404 and 409
-        answers; raises ``AuthRejected`` (401/403), ``ApiRejected`` (other 4xx) or ``ServerUnreachable``."""
-        delay = _FIRST_DELAY
-        while True:
-            why: str
-            timeout = _REQUEST_TIMEOUT
-            if until is not None:  # one slow request must not overrun the deadline either
-                timeout = max(0.05, min(timeout, until - self._clock()))
-            try:
-                response = await self._http.request(method, path, json=body, timeout=timeout)
-            except httpx.TransportError as exc:
-                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            else:
-                status = response.status_code
-                if status < 300 or status in (404, 409):
-                    try:
-                        return Answer(status, response.json() if response.content else None)
-                    except ValueError:
-                        return Answer(status, None)
-                if status in (401, 403):
-                    raise AuthRejected(
-                        f"the server refused the worker's token ({status}): "
-                        "set NOETL_API_TOKEN to the token the server was started with"
-                    )
-                if status < 500:
-                    raise ApiRejected(status, _detail(response))
-                why = f"{status} {_detail(response)}"
-            now = self._clock()
-            if until is not None and now + delay > until:
-                raise ServerUnreachable(f"{method} {path}: {why}")
-            if now - self._last_complaint >= _LOG_EVERY:
-                self._last_complaint = now
-                log.warning("server %s not answering (%s); retrying", self._http.base_url, why)
-            await self._sleep(delay)
-            delay = min(delay * 2, _MAX_DELAY)
+        """2xx, 404 and 409 answers; raises ``AuthRejected`` (401/403), ``ApiRejected`` (other 4xx)
+        or ``ServerUnreachable`` (still no answer at ``until``)."""
+        return await self._session.call(method, path, body, until=until, answers=NOT_FOUND_OR_CONFLICT)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -142,7 +77,7 @@ class ServerApi:
         """The claim, or ``None`` when another worker holds the command, it is finished or unknown."""
         path = f"/api/commands/{quote(command_id, safe='')}/claim"
         answer = await self._call("POST", path, {"worker_id": worker_id, "lease_seconds": lease}, until=until)
-        if answer.status in (404, 409):
+        if answer.status in NOT_FOUND_OR_CONFLICT:
             return None
         body = answer.body
         if not isinstance(body, Mapping) or not isinstance(body.get("attempt"), int):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import nats.errors
@@ -21,8 +20,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from noetl.protocol.nats import DURABLE, ensure_stream
+from noetl.protocol.nats import DURABLE, NATS_ERRORS, ensure_stream
+from noetl.retry import RECONNECT, retry
 from noetl.settings import Settings, mask_url
+from noetl.throttle import Throttle
 
 log = logging.getLogger("noetl.worker")
 
@@ -31,27 +32,6 @@ log = logging.getLogger("noetl.worker")
 ACK_WAIT = 60.0
 # Unacked notices the consumer allows in flight over all workers (64 workers x 256 slots).
 MAX_ACK_PENDING = 16384
-_LOG_EVERY = 5.0
-
-NatsErrors = (nats.errors.Error, TimeoutError, OSError)
-
-
-class _Complaints:
-    """Log a repeated problem at most every few seconds, and a change of problem at once."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.last = ""
-        self.at = -_LOG_EVERY
-
-    def __call__(self, text: str) -> None:
-        now = self.clock()
-        if text != self.last or now - self.at >= _LOG_EVERY:
-            log.warning("nats: %s", text)
-            self.last, self.at = text, now
-
-    def clear(self) -> None:
-        self.last = ""
 
 
 def consumer_config(subject: str) -> ConsumerConfig:
@@ -95,7 +75,7 @@ class Notices:
         self.nc = Client()
         self.js = self.nc.jetstream(timeout=5)
         self.sub: JetStreamContext.PullSubscription | None = None
-        self.complain = _Complaints()
+        self.complain = Throttle(log, prefix="nats: ")
         self.closing = False
         self.connected_once = False
         # Set on reconnect: NATS may have come back with an empty store, without stream or consumer.
@@ -134,18 +114,17 @@ class Notices:
 
     async def ready(self) -> None:
         """Make sure the stream and consumer exist and subscribe; retries until it works."""
-        delay = 0.2
-        while True:
-            try:
-                await ensure_consumer(self.js, self.stream, self.subject)
-                if self.sub is None:
-                    self.sub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=self.stream)
-                self.complain.clear()
-                return
-            except NatsErrors as exc:
-                self.complain(f"consumer {DURABLE} on stream {self.stream} not ready: {exc!r}")
-            await self.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+        async def attempt() -> None:
+            await ensure_consumer(self.js, self.stream, self.subject)
+            if self.sub is None:
+                self.sub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=self.stream)
+
+        def not_ready(exc: BaseException) -> None:
+            self.complain(f"consumer {DURABLE} on stream {self.stream} not ready: {exc!r}")
+
+        await retry(attempt, errors=NATS_ERRORS, backoff=RECONNECT, on_error=not_ready, sleep=self.sleep)
+        self.complain.clear()
 
     async def fetch_one(self, timeout: float) -> Msg | None:
         """The next notice, or ``None`` when none came within ``timeout`` (idle) or NATS is away.
@@ -166,7 +145,7 @@ class Notices:
             self.complain(f"fetch: {exc!r}; recreating the consumer")
             await self.ready()
             return None
-        except NatsErrors as exc:
+        except NATS_ERRORS as exc:
             self.complain(f"fetch: {exc!r}")
             await self.sleep(min(timeout, 1.0))
             return None
@@ -179,7 +158,7 @@ class Notices:
         if not self.connected_once:
             return  # nats-py cannot close a client that never connected
         if self.nc.is_connected:
-            with contextlib.suppress(*NatsErrors):
+            with contextlib.suppress(*NATS_ERRORS):
                 await asyncio.wait_for(self.nc.flush(), timeout)
-        with contextlib.suppress(*NatsErrors):
+        with contextlib.suppress(*NATS_ERRORS):
             await asyncio.wait_for(self.nc.close(), timeout)

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from noetl.protocol.nats import parse_notice
+from noetl.protocol.nats import NATS_ERRORS, parse_notice
 from noetl.tools.registry import Outcome, ToolContext, run_tool
 from noetl.worker.api import ApiRejected, Claim, ServerApi, ServerUnreachable
-from noetl.worker.consumer import ACK_WAIT, NatsErrors
+from noetl.worker.consumer import ACK_WAIT
 
 log = logging.getLogger("noetl.worker")
 
@@ -141,7 +141,9 @@ class Job:
             await self._nak(delay=1.0)
             return
         except ApiRejected as exc:
-            log.warning("command %s: claim refused (%s); notice dropped", self.command_id, exc)
+            log.warning(
+                "command %s: claim refused (%d: %s); notice dropped", self.command_id, exc.status, exc.detail
+            )
             self.outcome = "refused"
             await self._ack()
             return
@@ -222,7 +224,7 @@ class Job:
         interval = self.settings.heartbeat_interval
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(*NatsErrors):
+            with contextlib.suppress(*NATS_ERRORS):
                 await self.msg.in_progress()  # keeps the notice from being redelivered meanwhile
             try:
                 held = await self.api.heartbeat(
@@ -255,7 +257,9 @@ class Job:
                 )
             except ApiRejected as exc:
                 # The result cannot be stored (too large, not storable): the command fails, saying why.
-                outcome = Outcome(ok=False, error=f"the server refused the {kind} event: {exc}")
+                outcome = Outcome(
+                    ok=False, error=f"the server refused the {kind} event ({exc.status}): {exc.detail}"
+                )
                 kind = "failed"
                 stored = await self.api.event(
                     claim.command_id,
@@ -328,11 +332,11 @@ class Job:
     async def _ack(self) -> None:
         try:
             await self.msg.ack()
-        except NatsErrors as exc:
+        except NATS_ERRORS as exc:
             log.warning("command %s: ack failed (%r); the notice will come back", self.command_id, exc)
 
     async def _nak(self, delay: float | None = None) -> None:
         try:
             await self.msg.nak(delay=delay)
-        except NatsErrors as exc:
+        except NATS_ERRORS as exc:
             log.warning("command %s: nak failed (%r); the notice will come back later", self.command_id, exc)

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from noetl.protocol.nats import NATS_ERRORS
 from noetl.tools.registry import run_tool
 from noetl.worker.api import ServerApi
-from noetl.worker.consumer import NatsErrors
 from noetl.worker.drain import DrainBudget
 from noetl.worker.job import Delivery, Job, JobSettings, Runner
 from noetl.worker.signals import StopRequest
@@ -92,7 +92,7 @@ class WorkerLoop:
                 continue
             if self.stop.drain.is_set():
                 # Fetched just as the stop came: hand it straight back for another worker.
-                with contextlib.suppress(*NatsErrors):
+                with contextlib.suppress(*NATS_ERRORS):
                     await msg.nak()
                 return
             self._start(msg)

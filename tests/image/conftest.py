@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.engine import build, docker, ensure_base, ensure_engine, stop_engine
+from tests.image.engine import BUILD_TIMEOUT, build, docker, ensure_base, ensure_engine, stop_engine
 from tests.image.stack import Backends, backends_on_network
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The image fixtures build from nothing on a machine's first run, and pytest-timeout counts a
+    # fixture's setup in the first test that uses it, whichever that is.
+    for item in items:
+        if item.get_closest_marker("image") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,12 @@ def find(kind: str, name: str) -> dict[str, Any]:
     return next(d for d in MANIFESTS if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
+def run_as(deployment: str) -> tuple[int, int]:
+    """The Deployment pod's (runAsUser, runAsGroup)."""
+    pod_sc = find("Deployment", deployment)["spec"]["template"]["spec"]["securityContext"]
+    return int(pod_sc["runAsUser"]), int(pod_sc["runAsGroup"])
+
+
 def grace_seconds(deployment: str) -> int:
     return int(find("Deployment", deployment)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
 
@@ -155,9 +161,8 @@ def pod_run_args(deployment: str) -> tuple[list[str], dict[str, str]]:
             env.update(find("Secret", source["secretRef"]["name"])["stringData"])
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
 
-    pod_sc = pod.get("securityContext", {})
     sc = container.get("securityContext", {})
-    uid, gid = pod_sc["runAsUser"], pod_sc["runAsGroup"]
+    uid, gid = run_as(deployment)
     args = ["--user", f"{uid}:{gid}"]
     if sc.get("allowPrivilegeEscalation") is False:
         args += ["--security-opt", "no-new-privileges"]
@@ -179,6 +184,7 @@ def pod_run_args(deployment: str) -> tuple[list[str], dict[str, str]]:
 @dataclass
 class Container:
     name: str
+    deployment: str
     id: str = ""
     published: int | None = None
     started: float = field(default_factory=time.monotonic)
@@ -235,7 +241,7 @@ def run_container(
         argv += ["-p", "127.0.0.1::8082"]
     for key, value in env.items():
         argv += ["-e", f"{key}={value}"]
-    container = Container(name=name, id=docker(*argv, image).stdout.strip())
+    container = Container(name=name, deployment=deployment, id=docker(*argv, image).stdout.strip())
     if publish:
         port = container.inspect('{{(index (index .NetworkSettings.Ports "8082/tcp") 0).HostPort}}')
         container.published = int(port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 
 from noetl.errors import EXIT_CONFIG
 from noetl.worker.api import ApiRejected, AuthRejected, ServerApi, ServerUnreachable
+from tests.unit.clock import FakeClock
 
 CLAIMED = {
     "command_id": "c1",
@@ -26,21 +28,8 @@ CLAIMED = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def client(
-    handler: Callable[[httpx.Request], httpx.Response], clock: Clock, token: str | None = None
+    handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock, token: str | None = None
 ) -> ServerApi:
     return ServerApi(
         "http://server", token, transport=httpx.MockTransport(handler), sleep=clock.sleep, clock=clock
@@ -64,7 +53,7 @@ def scripted(*answers: httpx.Response | Exception) -> tuple[Callable[[httpx.Requ
 def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(200, json=CLAIMED))
-        api = client(handler, Clock(), token="s3cret")
+        api = client(handler, FakeClock(), token="s3cret")
         claim = await api.claim("c1", "w1", 30.0, until=None)
         assert claim is not None and claim.attempt == 2 and claim.timeout == 5.0
         assert claim.tool == {"kind": "shell", "command": "true"}
@@ -80,7 +69,7 @@ def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
 def test_claim_conflict_or_unknown_is_an_answer(status: int) -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(status, json={"detail": "held by another worker"}))
-        api = client(handler, Clock())
+        api = client(handler, FakeClock())
         assert await api.claim("c1", "w1", 30.0, until=None) is None
         assert len(seen) == 1  # not retried
 
@@ -89,7 +78,7 @@ def test_claim_conflict_or_unknown_is_an_answer(status: int) -> None:
 
 def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> None:
     async def scenario() -> None:
-        clock = Clock()
+        clock = FakeClock()
         handler, seen = scripted(
             httpx.ConnectError("refused"),
             *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,
@@ -106,9 +95,33 @@ def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> 
     asyncio.run(scenario())
 
 
+def test_retrying_is_logged_when_the_problem_starts_or_changes_and_every_5s_while_it_lasts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        handler, _ = scripted(
+            httpx.ConnectError("refused"),  # t=0
+            *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,  # t=0.1 .. 7.1
+            httpx.Response(500, text="oops"),  # t=9.1
+            httpx.Response(200, json={"stored": True}),
+        )
+        api = client(handler, clock)
+        with caplog.at_level(logging.WARNING, logger="noetl.worker"):
+            assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is True
+
+    asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "server http://server not answering (ConnectError: refused); retrying",
+        "server http://server not answering (503 database unavailable); retrying",
+        "server http://server not answering (503 database unavailable); retrying",  # t=5.1
+        "server http://server not answering (500 oops); retrying",
+    ]
+
+
 def test_retries_stop_at_the_deadline() -> None:
     async def scenario() -> None:
-        clock = Clock()
+        clock = FakeClock()
         handler, seen = scripted(httpx.ConnectError("refused"))
         api = client(handler, clock)
         with pytest.raises(ServerUnreachable, match="ConnectError"):
@@ -122,7 +135,7 @@ def test_retries_stop_at_the_deadline() -> None:
 def test_lost_lease_is_false_not_an_error() -> None:
     async def scenario() -> None:
         handler, _ = scripted(httpx.Response(409, json={"detail": "lease lost"}))
-        api = client(handler, Clock())
+        api = client(handler, FakeClock())
         assert await api.heartbeat("c1", "w1", 1, 30.0, until=None) is False
         assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is False
         assert await api.release("c1", "w1", 1, until=None) is False
@@ -133,11 +146,12 @@ def test_lost_lease_is_false_not_an_error() -> None:
 def test_a_refused_token_ends_the_worker_with_the_config_exit_code() -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(401, json={"detail": "missing or wrong token"}))
-        api = client(handler, Clock(), token="wrong")
+        api = client(handler, FakeClock(), token="s3cret-worker-token")
         with pytest.raises(AuthRejected, match="NOETL_API_TOKEN") as info:
             await api.register({"worker_id": "w1"}, until=None)
         assert info.value.exit_code == EXIT_CONFIG
-        assert "wrong" not in str(info.value)  # the token is never repeated
+        assert str(info.value).startswith("the server refused the worker's token (401): missing or wrong")
+        assert "s3cret" not in str(info.value)  # the token is never repeated
         assert len(seen) == 1
 
     asyncio.run(scenario())
@@ -146,7 +160,7 @@ def test_a_refused_token_ends_the_worker_with_the_config_exit_code() -> None:
 def test_other_client_errors_carry_the_servers_detail() -> None:
     async def scenario() -> None:
         handler, _ = scripted(httpx.Response(413, json={"detail": "request body over 1048576 bytes"}))
-        api = client(handler, Clock())
+        api = client(handler, FakeClock())
         with pytest.raises(ApiRejected) as info:
             await api.event("c1", "w1", 1, "completed", {"result": "x" * 10}, 1, until=None)
         assert info.value.status == 413
@@ -158,7 +172,7 @@ def test_other_client_errors_carry_the_servers_detail() -> None:
 def test_worker_ids_are_escaped_in_paths() -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(404, json={"detail": "unknown worker"}))
-        api = client(handler, Clock())
+        api = client(handler, FakeClock())
         assert await api.worker_heartbeat("host:worker_00:12", ["c1"], until=None) is False
         assert seen[0].url.raw_path == b"/api/workers/host%3Aworker_00%3A12/heartbeat"
         assert json.loads(seen[0].content) == {"running": ["c1"]}

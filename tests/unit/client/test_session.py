@@ -1,0 +1,96 @@
+"""The CLI's and the worker's clients share one reading of the API's answers: a status means the
+same error, with the same exit code and the same line, whichever of the two got it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from noetl.client import ApiClient
+from noetl.client.session import ApiRejected, AuthRejected, Endpoint, ServerUnreachable
+from noetl.errors import NoetlError
+from noetl.worker.api import ServerApi
+
+# Every status the server can answer with an error, and one it never sends.
+STATUSES = [400, 401, 403, 405, 413, 422, 429, 500, 502, 503, 504]
+
+
+def answering(status: int) -> httpx.MockTransport:
+    return httpx.MockTransport(lambda _: httpx.Response(status, json={"detail": "the server's reason"}))
+
+
+def cli_error(status: int) -> NoetlError:
+    with pytest.raises(NoetlError) as caught:
+        ApiClient("http://noetl.test/", transport=answering(status)).execution("e1")
+    return caught.value
+
+
+def worker_error(status: int) -> NoetlError:
+    async def call() -> None:
+        async def no_sleep(_: float) -> None:
+            return None
+
+        api = ServerApi("http://noetl.test/", transport=answering(status), sleep=no_sleep, clock=lambda: 0.0)
+        try:
+            await api.release("c1", "w1", 1, until=0.0)  # no time to retry
+        finally:
+            await api.close()
+
+    with pytest.raises(NoetlError) as caught:
+        asyncio.run(call())
+    return caught.value
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_both_clients_raise_the_same_error_for_a_status(status: int) -> None:
+    cli, worker = cli_error(status), worker_error(status)
+    assert type(cli) is type(worker)
+    assert isinstance(cli, (ApiRejected, AuthRejected, ServerUnreachable))
+    assert cli.exit_code == worker.exit_code
+    # Only whose token a 401/403 refused differs: each names it as its user knows it.
+    assert str(cli).replace("API token", "worker's token") == str(worker)
+    assert "the server's reason" in str(cli)
+
+
+def test_the_two_clients_differ_only_in_404_and_409_being_answers_for_the_worker() -> None:
+    async def claim(status: int) -> object:
+        api = ServerApi("http://noetl.test", transport=answering(status))
+        try:
+            return await api.claim("c1", "w1", 30.0, until=None)
+        finally:
+            await api.close()
+
+    for status in (404, 409):
+        assert asyncio.run(claim(status)) is None
+        error = cli_error(status)
+        assert isinstance(error, ApiRejected) and error.status == status
+        assert str(error) == "the server's reason" and error.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://h:8082/", "http://h:8082"),
+        ("http://h:8082", "http://h:8082"),
+        ("https://h/noetl/", "https://h/noetl"),
+    ],
+)
+def test_the_base_url_is_shown_without_a_trailing_slash(base_url: str, shown: str) -> None:
+    endpoint = Endpoint(base_url, None, "API token")
+    error = endpoint.unreachable(httpx.ConnectError(""))
+    assert str(error).startswith(f"cannot reach the NoETL server at {shown} (ConnectError): ")
+    assert error.reason == "ConnectError"
+    assert endpoint.client_options()["headers"] == {}
+
+
+def test_a_path_prefix_in_the_base_url_is_kept() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"status": "pending"})
+
+    ApiClient("https://h/noetl/", transport=httpx.MockTransport(handler)).execution("e1")
+    assert seen == ["/noetl/api/executions/e1"]
