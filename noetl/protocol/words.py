@@ -1,4 +1,4 @@
-"""The words of the domain, each declared once: command statuses and worker event types.
+"""The words of the domain, each declared once: statuses (command, execution, step) and event types.
 
 The SQL CHECK constraints in ``noetl.server.migrations`` spell them too (a migration is history and
 never changes); a test reads the constraints from a real database and checks they equal these.
@@ -21,3 +21,31 @@ FINAL_EVENTS: tuple[WorkerEvent, ...] = ("completed", "failed")
 
 WorkerState = Literal["online", "offline"]
 WORKER_STATES: tuple[WorkerState, ...] = get_args(WorkerState)
+
+# A playbook execution's status (upper case, as NoETL reports it; `noetl submit` executions use them too).
+ExecutionStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+EXECUTION_STATUSES: tuple[ExecutionStatus, ...] = get_args(ExecutionStatus)
+# An execution in one of these states never changes again.
+EXECUTION_FINISHED: tuple[ExecutionStatus, ...] = ("COMPLETED", "FAILED", "CANCELLED")
+
+# The events of a playbook execution, in NoETL's words; ``node_name`` is the step.
+EventType = Literal[
+    "playbook.initialized",
+    "step.enter",
+    "call.done",
+    "call.error",
+    "step.exit",
+    "loop.done",
+    "workflow.completed",
+    "workflow.failed",
+    "playbook.completed",
+    "playbook.failed",
+    "execution.cancelled",
+]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+
+# Where one step of an execution stands.
+StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
+# A step run in one of these states has ended (a loop step of part 2 may still run again).
+STEP_FINISHED: tuple[StepStatus, ...] = ("done", "failed", "skipped")
