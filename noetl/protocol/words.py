@@ -45,7 +45,8 @@ EventType = Literal[
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 
 # Where one step of an execution stands.
-StepStatus = Literal["pending", "running", "done", "failed", "skipped"]
+# "cancelled": stopped by a cancel, or because another branch failed the execution.
+StepStatus = Literal["pending", "running", "done", "failed", "skipped", "cancelled"]
 STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
 # A step run in one of these states has ended (a loop step of part 2 may still run again).
-STEP_FINISHED: tuple[StepStatus, ...] = ("done", "failed", "skipped")
+STEP_FINISHED: tuple[StepStatus, ...] = ("done", "failed", "skipped", "cancelled")
