@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Status = Literal["pending", "claimed", "completed", "failed", "dead"]
+# "cancelled": a command of a cancelled (or failed) playbook execution; its worker loses the lease.
+Status = Literal["pending", "claimed", "completed", "failed", "dead", "cancelled"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 # A command in one of these states never changes again.
-FINISHED: tuple[Status, ...] = ("completed", "failed", "dead")
+FINISHED: tuple[Status, ...] = ("completed", "failed", "dead", "cancelled")
 
 # What a worker reports about the attempt it holds.
 WorkerEvent = Literal["started", "progress", "completed", "failed"]
