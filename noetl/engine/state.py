@@ -6,7 +6,8 @@ The server loads an ExecutionState from its tables, calls ``decide``, and applie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from noetl.protocol.words import EventType, ExecutionStatus, StepStatus
@@ -70,4 +71,12 @@ class Decisions:
 def apply(state: ExecutionState, decisions: Decisions) -> ExecutionState:
     """The state after ``decisions`` (a new object; ``state`` is not changed). The server does the
     same in SQL; tests and in-memory runs use this."""
-    raise NotImplementedError
+    steps = {name: replace(run) for name, run in state.steps.items()}
+    steps.update({name: replace(run) for name, run in decisions.steps.items()})
+    return ExecutionState(
+        execution_id=state.execution_id,
+        workload=copy.deepcopy(state.workload),
+        ctx={**copy.deepcopy(state.ctx), **copy.deepcopy(decisions.ctx)},
+        steps=steps,
+        status=decisions.final or state.status,
+    )
