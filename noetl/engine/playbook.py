@@ -321,16 +321,18 @@ def _tasks(value: Any, workbook: Mapping[str, WorkbookEntry], fail: Any) -> tupl
             raise fail(f"{where}: expected a mapping with `kind`, got {_type(item)}")
         if "kind" not in item and len(item) == 1:
             # NoETL's labelled form: ``- fetch: {kind: http, ...}``.
-            ((label, body),) = item.items()
+            ((task_name, body),) = item.items()
             if not isinstance(body, dict):
                 raise fail(f"{where}: expected a mapping with `kind`")
-            item = {"name": label, **body}
-        task_name = item.get("name", f"task_{i + 1}")
+        else:
+            task_name = item.get("name", f"task_{i + 1}")
+            # A flat workbook task is named after its entry: ``- {kind: workbook, name: greet}``.
+            body = item if item.get("kind") == "workbook" else {k: v for k, v in item.items() if k != "name"}
         if not isinstance(task_name, str) or not task_name.isidentifier():
             raise fail(f"{where}.name: expected a name made of letters, digits and _, got {task_name!r}")
         if any(task.name == task_name for task in tasks):
             raise fail(f"{where}.name: a second task named '{task_name}'")
-        spec = _tool({k: v for k, v in item.items() if k != "name"}, where, workbook, fail)
+        spec = _tool(body, where, workbook, fail)
         tasks.append(Task(name=task_name, kind=spec["kind"], spec=spec))
     return tuple(tasks), True
 

@@ -80,6 +80,11 @@ class _ListResult(list[Any]):
         return list(self)
 
 
+# Jinja's messages name an object's type by module and class: say "dict object", as for any dict.
+for _cls, _name in ((_Result, "dict"), (_ListResult, "list")):
+    _cls.__module__, _cls.__name__ = "builtins", _name
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**"])
 
@@ -277,7 +282,7 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, Undefined):
         try:
             value._fail_with_undefined_error()
-        except UndefinedError as exc:
+        except Exception as exc:  # UndefinedError, or SecurityError for an unsafe attribute
             raise _fail(where, exc) from None
     if value is None or isinstance(value, bool | int | float | str):
         return str(value) if isinstance(value, str) and type(value) is not str else value
