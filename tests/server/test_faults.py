@@ -52,7 +52,7 @@ def test_postgres_outage_gives_503_then_recovers(
         own_pg.start()
         server.wait_ready()
         after = submit(api)
-        assert api.get(f"/api/executions/{after['execution_id']}").json()["status"] == "pending"
+        assert api.get(f"/api/executions/{after['execution_id']}").json()["status"] == "RUNNING"
         assert (
             api.post(f"/api/commands/{before['command_id']}/claim", json={"worker_id": "w"}).status_code
             == 200

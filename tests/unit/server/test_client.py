@@ -58,14 +58,14 @@ def test_token_is_sent_as_bearer() -> None:
 
 def test_wait_polls_until_finished_through_a_short_outage() -> None:
     answers = [
-        httpx.Response(200, json={"status": "pending"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
         httpx.Response(503, json={"detail": "the database is unavailable; retry later"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "completed"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "COMPLETED"}),
     ]
     client = ApiClient("http://noetl.test", transport=httpx.MockTransport(lambda _: answers.pop(0)))
     sleeps: list[float] = []
-    assert client.wait("e1", sleep=sleeps.append, clock=lambda: 0.0)["status"] == "completed"
+    assert client.wait("e1", sleep=sleeps.append, clock=lambda: 0.0)["status"] == "COMPLETED"
     assert len(sleeps) == 3
     assert sleeps == sorted(sleeps)  # backing off
 
