@@ -32,7 +32,7 @@ run: $(VENV)/.installed-run ## Run the whole stack here (embedded PostgreSQL and
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the test suite (starts real supervisord, PostgreSQL and NATS)
-	$(BIN)/pytest -q -m "not image"
+	$(BIN)/pytest -q -rs -m "not image"
 
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## ruff and mypy

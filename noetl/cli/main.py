@@ -34,7 +34,9 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or with ``only`` that one (its module alone is imported,
+    so a fast command does not pay for the imports of the others: a tool kind's flags bring pydantic)."""
     parser = argparse.ArgumentParser(
         prog="noetl",
         description="NoETL runtime: run the API server and workers under supervision, and drive them.",
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"noetl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         importlib.import_module(f"noetl.cli.{name}").register(subparsers)
     return parser
 
@@ -52,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list == ["--version"]:  # the one answer that needs no parser and no command module
         print(f"noetl {__version__}")
         return 0
-    parser = build_parser()
+    command = next((arg for arg in args_list if not arg.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(args_list)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from noetl.cli.submit import parse_value
 from noetl.errors import ConfigError
+from noetl.tools.flags import parse_value
 
 SUFFIXES = (".yaml", ".yml")
 

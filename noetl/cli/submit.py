@@ -20,6 +20,7 @@ from typing import Any
 
 from noetl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from noetl.settings import load_settings
+from noetl.tools.registry import KINDS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "submit",
         parents=[common],
-        help="submit a shell, python or http command (or a JSON/YAML file) to the server",
+        help=f"submit a {', '.join(KINDS)} command (or a JSON/YAML file) to the server",
         description="Submit one command to the NoETL server at NOETL_SERVER_URL and print the execution id.",
     )
     parser.add_argument(
@@ -62,69 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=handle, kind=None)
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
 
-    shell = kinds.add_parser("shell", parents=[common], help="run a shell command")
-    shell.add_argument("--command", required=True, help="the command line")
-    shell.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeat)")
-    shell.add_argument("--cwd", help="working directory")
-
-    python = kinds.add_parser("python", parents=[common], help="run Python code")
-    python.add_argument("--code", required=True, help="the code")
-    python.add_argument(
-        "--arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="argument; VALUE is parsed as JSON when it parses, else kept as text (repeat)",
-    )
-
-    http = kinds.add_parser("http", parents=[common], help="make an HTTP request")
-    http.add_argument("--url", required=True)
-    http.add_argument("--method", default="GET")
-    http.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="header (repeat)")
-    http.add_argument("--json", dest="json_body", metavar="JSON", help="JSON request body")
-
-
-def parse_value(text: str) -> Any:
-    """JSON when it parses (``3``, ``true``, ``{"a": 1}``), else the text itself."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_pairs(items: list[str], flag: str, sep: str = "=") -> list[tuple[str, str]]:
-    pairs = []
-    for item in items:
-        key, found, value = item.partition(sep)
-        if not found or not key.strip():
-            raise ConfigError(f"{flag} {item!r}: expected KEY{sep}VALUE")
-        pairs.append((key.strip(), value))
-    return pairs
-
-
-def tool_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``tool`` object for the chosen kind."""
-    if args.kind == "shell":
-        tool: dict[str, Any] = {"kind": "shell", "command": args.command}
-        if args.env:
-            tool["env"] = dict(parse_pairs(args.env, "--env"))
-        if args.cwd:
-            tool["cwd"] = args.cwd
-        return tool
-    if args.kind == "python":
-        tool = {"kind": "python", "code": args.code}
-        if args.arg:
-            tool["args"] = {key: parse_value(value) for key, value in parse_pairs(args.arg, "--arg")}
-        return tool
-    tool = {"kind": "http", "url": args.url, "method": args.method.upper()}
-    if args.header:
-        tool["headers"] = {k: v.strip() for k, v in parse_pairs(args.header, "--header", ":")}
-    if args.json_body is not None:
-        try:
-            tool["json"] = json.loads(args.json_body)
-        except ValueError as exc:
-            raise ConfigError(f"--json is not valid JSON: {exc}") from None
-    return tool
+    for kind in KINDS.values():
+        kind.add_flags(kinds.add_parser(kind.KIND, parents=[common], help=kind.HELP))
 
 
 def request_from_file(path: Path) -> dict[str, Any]:
@@ -159,10 +99,10 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.file is not None:
         request = request_from_file(args.file)
     elif args.kind is not None:
-        request = {"tool": tool_from_args(args)}
+        request = {"tool": KINDS[args.kind].from_flags(args)}
     else:
         raise ConfigError(
-            "say what to run: `noetl submit shell|python|http ...` or `noetl submit --file FILE`"
+            f"say what to run: `noetl submit {'|'.join(KINDS)} ...` or `noetl submit --file FILE`"
         )
     if getattr(args, "timeout", None) is not None:
         request["timeout"] = args.timeout

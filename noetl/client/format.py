@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from noetl.tools.registry import describe
+
 PAYLOAD_WIDTH = 100
 
 
@@ -23,19 +25,6 @@ def short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
     text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def describe_tool(tool: dict[str, Any]) -> str:
-    kind = tool.get("kind", "?")
-    if kind == "shell":
-        command = tool.get("command")
-        return "shell: " + (" ".join(command) if isinstance(command, list) else str(command))
-    if kind == "python":
-        first = next(iter(str(tool.get("code", "")).strip().splitlines()), "")
-        return f"python: {first}"
-    if kind == "http":
-        return f"http: {tool.get('method', 'GET')} {tool.get('url', '')}"
-    return str(kind)
 
 
 def duration(started: str | None, finished: str | None) -> str:
@@ -86,7 +75,7 @@ def execution_text(execution: dict[str, Any]) -> str:
             f"command {cmd['command_id']}  {cmd['status']}  attempt {cmd['attempt']}"
             f"  max_attempts {cmd['max_attempts']}  worker {cmd.get('worker_id') or '-'}"
         )
-        lines.append(f"  {short(describe_tool(cmd['tool']))}")
+        lines.append(f"  {short(describe(cmd['tool']))}")
         if cmd.get("result") is not None:
             lines.append(f"  result: {short(cmd['result'])}")
         if cmd.get("error"):

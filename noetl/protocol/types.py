@@ -8,9 +8,10 @@ validation: integers fit ``integer`` columns, strings hold no NUL character (``t
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping, Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 INT4_MAX = 2**31 - 1
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
@@ -40,7 +41,15 @@ def _storable_json(value: Any) -> Any:
     return value
 
 
+def _not_blank(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_no_nul)]
+# Text with something in it besides white space.
+NonBlank = Annotated[Text, BeforeValidator(_not_blank)]
 JsonValue = Annotated[Any, AfterValidator(_storable_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 WorkerId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
@@ -52,3 +61,30 @@ class Strict(BaseModel):
     """A request body: unknown fields are refused, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def describe_validation(
+    errors: Sequence[Mapping[str, Any]], limit: int = 3, tags: Collection[str] = ()
+) -> str:
+    """Turn pydantic errors into one line: ``tool.command: Input should be ...; timeout: ...``.
+
+    ``tags`` are the names of a discriminated union's branches (the tool kinds), left out of the
+    path: ``tool.shell.command`` reads ``tool.command``.
+    """
+    parts = []
+    for error in errors[:limit]:
+        loc = [str(p) for p in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "invalid")
+            parts.append(f"the body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})")
+            continue
+        if loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc if len(loc) == 1 else loc[1:]
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "tool" and p in tags)]
+        where = ".".join(loc) or "request"
+        msg = str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {msg}")
+    more = len(errors) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts) or "invalid request"

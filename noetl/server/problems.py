@@ -7,13 +7,13 @@ FastAPI raises ``RequestValidationError``. ``install`` maps each to its status c
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from noetl.protocol.types import describe_validation
 from noetl.server.db import DatabaseUnavailable
 from noetl.tools.registry import TOOL_KINDS
 
@@ -36,28 +36,6 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def describe_validation(errors: list[dict[str, Any]], limit: int = 3) -> str:
-    """Turn pydantic errors into one line: ``tool.kind: Input should be ...; timeout: ...``."""
-    parts = []
-    for error in errors[:limit]:
-        loc = [str(p) for p in error.get("loc", ())]
-        if error.get("type") == "json_invalid":
-            reason = (error.get("ctx") or {}).get("error", "invalid")
-            parts.append(f"the body is not valid JSON ({reason} at character {loc[-1] if loc else '?'})")
-            continue
-        if loc and loc[0] in ("body", "query", "path", "header"):
-            loc = loc if len(loc) == 1 else loc[1:]
-        # Drop pydantic's union branch names: ``tool.shell.command`` -> ``tool.command``.
-        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "tool" and p in TOOL_KINDS)]
-        where = ".".join(loc) or "request"
-        msg = str(error.get("msg", "invalid"))
-        parts.append(f"{where}: {msg}")
-    more = len(errors) - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts) or "invalid request"
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -76,7 +54,7 @@ def install(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return problem(422, describe_validation(list(exc.errors())))
+        return problem(422, describe_validation(list(exc.errors()), tags=TOOL_KINDS))
 
     async def unstorable(request: Request, exc: Exception) -> JSONResponse:
         # Validation should have caught it; answer as the client's mistake, and log it to fix.

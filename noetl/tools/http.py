@@ -7,61 +7,79 @@ failure carrying the same fields as its output; so are connection errors and tim
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
-import httpx
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from noetl.errors import ConfigError
 from noetl.protocol.types import JsonValue, Seconds, Strict, Text
 from noetl.settings import mask_url
 from noetl.tools.base import OUTPUT_LIMIT, Captured, Outcome, ToolContext, ToolError
-
-# Bytes of response body read at most; JSON bodies within it are parsed, the rest is shown as text.
-BODY_LIMIT = 4 * 1024 * 1024
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
+from noetl.tools.flags import parse_pairs
 
 KIND = "http"
+HELP = "make an HTTP request"
+# Bytes of response body read at most; JSON bodies within it are parsed, the rest is shown as text.
+BODY_LIMIT = 4 * 1024 * 1024
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _method(value: str) -> str:
+    method = value.upper()
+    if method not in METHODS:
+        raise ValueError("must be one of " + ", ".join(METHODS))
+    return method
 
 
 class Args(Strict):
-    """What an http command accepts (the server validates requests with it)."""
+    """What an http command accepts; the server validates requests and the worker runs them with it."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kind: Literal["http"]
-    url: Annotated[Text, Field(min_length=1, max_length=8192, pattern=r"^https?://[^\s/]+")]
-    method: Annotated[str, Field(pattern=r"^[A-Za-z]{1,16}$")] = "GET"
+    url: Annotated[Text, Field(min_length=1, max_length=8192, pattern=r"^https?://[^\s/?#]+")]
+    method: Annotated[str, AfterValidator(_method)] = "GET"
     headers: dict[Text, Text] | None = None
     json_body: JsonValue = Field(default=None, alias="json")
     body: Text | None = None
+    # Never longer than the command's own timeout.
     timeout: Seconds | None = None
 
+    @model_validator(mode="after")
+    def _one_body(self) -> Args:
+        if "json_body" in self.model_fields_set and self.body is not None:
+            raise ValueError("give `json` or `body`, not both")
+        return self
 
-def _check(spec: Mapping[str, Any], ctx: ToolContext) -> tuple[str, str, dict[str, str], float]:
-    url = spec.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-        raise ToolError("http tool: `url` must be an http:// or https:// URL")
-    method = spec.get("method", "GET")
-    if not isinstance(method, str) or method.upper() not in _METHODS:
-        raise ToolError("http tool: `method` must be one of " + ", ".join(_METHODS))
-    headers = spec.get("headers") or {}
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise ToolError("http tool: `headers` must be an object of strings")
-    if "json" in spec and "body" in spec:
-        raise ToolError("http tool: give `json` or `body`, not both")
-    if "body" in spec and not isinstance(spec["body"], str):
-        raise ToolError("http tool: `body` must be a string (use `json` for structured data)")
-    timeout = spec.get("timeout", ctx.timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ToolError("http tool: `timeout` must be a positive number of seconds")
-    return url, method.upper(), dict(headers), min(float(timeout), ctx.timeout)
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """``noetl submit http`` flags."""
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--method", default="GET", help="one of " + ", ".join(METHODS))
+    parser.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="header (repeat)")
+    parser.add_argument("--json", dest="json_body", metavar="JSON", help="JSON request body")
+
+
+def from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``tool`` object that ``noetl submit http`` sends."""
+    tool: dict[str, Any] = {"kind": KIND, "url": args.url, "method": args.method.upper()}
+    if args.header:
+        tool["headers"] = {k: v.strip() for k, v in parse_pairs(args.header, "--header", ":")}
+    if args.json_body is not None:
+        try:
+            tool["json"] = json.loads(args.json_body)
+        except ValueError as exc:
+            raise ConfigError(f"--json is not valid JSON: {exc}") from None
+    return tool
+
+
+def describe(tool: Mapping[str, Any]) -> str:
+    """One line for `noetl status`."""
+    return f"http: {tool.get('method', 'GET')} {mask_url(str(tool.get('url', '')))}"
 
 
 def _body(content: bytes, content_type: str, more: bool) -> Any:
@@ -85,15 +103,19 @@ async def _read(response: Any) -> tuple[bytes, bool]:
     return bytes(content), False
 
 
-async def run(spec: Mapping[str, Any], ctx: ToolContext) -> Outcome:
+async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Send the request; ``completed`` with the response when its status is below 400, else ``failed``."""
-    url, method, headers, timeout = _check(spec, ctx)
+    import httpx  # here, not at the top: `noetl --help` lists this kind's flags and must stay fast
+
+    url, method = args.url, args.method
+    timeout = min(args.timeout or ctx.timeout, ctx.timeout)
+    headers = dict(args.headers or {})
     shown = mask_url(url)
     kwargs: dict[str, Any] = {"headers": headers}
-    if "json" in spec:
-        kwargs["json"] = spec["json"]
-    elif "body" in spec:
-        kwargs["content"] = spec["body"].encode()
+    if "json_body" in args.model_fields_set:
+        kwargs["json"] = args.json_body
+    elif args.body is not None:
+        kwargs["content"] = args.body.encode()
     try:
         # httpx's timeout bounds each step (connect, each read); asyncio.timeout bounds the whole.
         async with (

@@ -7,6 +7,7 @@ child interpreter (``python_runner``) in its own process group, so a timeout, a 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -14,36 +15,64 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator
 
-from noetl.protocol.types import JsonObject, Strict, Text
-from noetl.tools.base import Outcome, ToolContext, ToolError, run_process
+from noetl.protocol.types import JsonValue, NonBlank, Strict
+from noetl.tools.base import Outcome, ToolContext, run_process
+from noetl.tools.flags import parse_pairs, parse_value
 
+KIND = "python"
+HELP = "run Python code"
 # The largest result file read back; bigger results fail with a readable message.
 RESULT_LIMIT = 8 * 1024 * 1024
 # The child runs the runner's source with -c: it needs nothing importable but the standard library.
 _RUNNER = Path(__file__).with_name("python_runner.py")
 
 
-KIND = "python"
+def _identifiers(args: dict[str, Any]) -> dict[str, Any]:
+    bad = [key for key in args if not key.isidentifier()]
+    if bad:
+        raise ValueError(f"keys must be Python identifiers, not {bad[0]!r}")
+    return args
 
 
 class Args(Strict):
-    """What a python command accepts (the server validates requests with it)."""
+    """What a python command accepts; the server validates requests and the worker runs them with it."""
 
     kind: Literal["python"]
-    code: Annotated[Text, Field(min_length=1)]
-    args: JsonObject | None = None
+    code: NonBlank
+    # Variables of the code's namespace.
+    args: Annotated[dict[str, JsonValue], AfterValidator(_identifiers)] | None = None
 
 
-def _request(spec: Mapping[str, Any]) -> bytes:
-    code = spec.get("code")
-    if not isinstance(code, str) or not code.strip():
-        raise ToolError("python tool: `code` must be a non-empty string")
-    args = spec.get("args") or {}
-    if not isinstance(args, Mapping):
-        raise ToolError("python tool: `args` must be an object")
-    return json.dumps({"code": code, "args": dict(args)}).encode()
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """``noetl submit python`` flags."""
+    parser.add_argument("--code", required=True, help="the code")
+    parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="argument; VALUE is parsed as JSON when it parses, else kept as text (repeat)",
+    )
+
+
+def from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``tool`` object that ``noetl submit python`` sends."""
+    tool: dict[str, Any] = {"kind": KIND, "code": args.code}
+    if args.arg:
+        tool["args"] = {key: parse_value(value) for key, value in parse_pairs(args.arg, "--arg")}
+    return tool
+
+
+def describe(tool: Mapping[str, Any]) -> str:
+    """One line for `noetl status`: the first line of the code."""
+    first = next(iter(str(tool.get("code", "")).strip().splitlines()), "")
+    return f"python: {first}"
+
+
+def _request(args: Args) -> bytes:
+    return json.dumps({"code": args.code, "args": args.args or {}}).encode()
 
 
 def _read_answer(path: Path) -> dict[str, Any] | None:
@@ -60,9 +89,9 @@ def _read_answer(path: Path) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-async def run(spec: Mapping[str, Any], ctx: ToolContext) -> Outcome:
+async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Run the code; ``completed`` with ``result`` (and the code's prints), else ``failed``."""
-    request = _request(spec)
+    request = _request(args)
     with tempfile.TemporaryDirectory(prefix="noetl-python-") as tmp:
         result_path = Path(tmp) / "result.json"
         done = await run_process(

@@ -1,57 +1,91 @@
-"""The tools a command can use, one module per kind, behind one entry point: ``run_tool``."""
+"""The tool kinds, one module each, and the one entry point that runs a command's tool: ``run_tool``.
+
+A kind module declares everything about its kind (see ``ToolKind``): the ``Args`` model that the
+server validates a request with and the worker validates again before running it (so the two can
+never disagree about what a kind accepts), ``run``, its ``noetl submit`` flags and how it prints.
+Adding a kind is one module and one entry in ``_MODULES``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any
+from collections.abc import Awaitable, Mapping
+from typing import Annotated, Any, Protocol, cast
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from noetl.protocol.types import Strict, describe_validation
 from noetl.tools import http, python, shell
 from noetl.tools.base import Outcome, ToolContext, ToolError
 
-__all__ = ["KINDS", "Outcome", "Tool", "ToolContext", "ToolError", "run_tool", "tool_spec"]
+__all__ = ["KINDS", "TOOL_KINDS", "Outcome", "Tool", "ToolContext", "ToolError", "run_tool", "tool_spec"]
 
 log = logging.getLogger("noetl.worker")
 
-Runner = Callable[[Mapping[str, Any], ToolContext], Awaitable[Outcome]]
-KINDS: dict[str, Runner] = {"shell": shell.run, "python": python.run, "http": http.run}
+
+class ToolKind(Protocol):
+    """What a kind module provides."""
+
+    KIND: str
+    HELP: str  # one line for `noetl submit --help`
+    Args: type[Strict]
+
+    def run(self, args: Any, ctx: ToolContext, /) -> Awaitable[Outcome]: ...
+    def add_flags(self, parser: argparse.ArgumentParser, /) -> None: ...
+    def from_flags(self, args: argparse.Namespace, /) -> dict[str, Any]: ...
+    def describe(self, tool: Mapping[str, Any], /) -> str: ...
+
+
+_MODULES = (shell, python, http)
+KINDS: dict[str, ToolKind] = {module.KIND: cast(ToolKind, module) for module in _MODULES}
 TOOL_KINDS = tuple(KINDS)
 # The ``tool`` of a request: one of the kinds' argument models, chosen by ``kind``.
 Tool = Annotated[shell.Args | python.Args | http.Args, Field(discriminator="kind")]
 
+# Extra time a tool gets past the command's timeout to kill its children and report on its own.
+_GUARD_GRACE = 5.0
 
-def tool_spec(tool: shell.Args | python.Args | http.Args) -> dict[str, Any]:
-    """The tool as stored and handed to workers: exactly the fields the client gave."""
-    spec = tool.model_dump(by_alias=True, exclude_unset=True)
-    spec["kind"] = tool.kind
-    if isinstance(tool, http.Args):
-        spec["method"] = tool.method.upper()
+
+def tool_spec(tool: Strict) -> dict[str, Any]:
+    """The tool as stored and handed to workers: the fields the client gave, as the kind reads them."""
+    spec = tool.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    spec["kind"] = getattr(tool, "kind")  # noqa: B009 - every kind's Args has it; Strict does not
     return spec
 
 
-# Extra time a tool gets past the command's timeout to kill its children and report on its own.
-_GUARD_GRACE = 5.0
+def parse_tool(tool: Any) -> tuple[ToolKind, Strict]:
+    """The kind and its validated arguments; ``ToolError`` (one line) when the tool is not valid."""
+    if not isinstance(tool, Mapping):
+        raise ToolError("the command's `tool` must be an object with a `kind`")
+    name = tool.get("kind")
+    kind = KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise ToolError(f"unknown tool kind {name!r}; expected one of: {', '.join(KINDS)}")
+    try:
+        return kind, kind.Args.model_validate(tool)
+    except ValidationError as exc:
+        raise ToolError(f"{kind.KIND} tool: {describe_validation(exc.errors())}") from None
+
+
+def describe(tool: Mapping[str, Any]) -> str:
+    """One line about a stored tool, for people."""
+    kind = KINDS.get(str(tool.get("kind")))
+    return kind.describe(tool) if kind is not None else str(tool.get("kind", "?"))
 
 
 async def run_tool(tool: Any, ctx: ToolContext) -> Outcome:
     """Run the ``tool`` object of a command. Never raises for the tool's sake: every problem,
     including a bug in a tool, is an ``Outcome`` with ``ok=False`` and a readable error.
     Cancellation goes through (the tool kills its processes first)."""
-    if not isinstance(tool, Mapping):
-        return Outcome(ok=False, error="the command's `tool` must be an object with a `kind`")
-    kind = tool.get("kind")
-    run = KINDS.get(kind) if isinstance(kind, str) else None
-    if run is None:
-        return Outcome(ok=False, error=f"unknown tool kind {kind!r}; expected one of: {', '.join(KINDS)}")
     try:
-        return await asyncio.wait_for(run(tool, ctx), ctx.timeout + _GUARD_GRACE)
+        kind, args = parse_tool(tool)
+        return await asyncio.wait_for(kind.run(args, ctx), ctx.timeout + _GUARD_GRACE)
     except ToolError as exc:
         return Outcome(ok=False, error=str(exc), output=exc.output)
     except TimeoutError:
         return Outcome(ok=False, error=f"timed out after {ctx.timeout:g}s")
     except Exception as exc:  # a bug in a tool must fail the command, not the worker
-        log.exception("%s tool raised", kind)
-        return Outcome(ok=False, error=f"{kind} tool failed unexpectedly: {type(exc).__name__}: {exc}")
+        log.exception("%s tool raised", tool.get("kind") if isinstance(tool, Mapping) else "?")
+        return Outcome(ok=False, error=f"tool failed unexpectedly: {type(exc).__name__}: {exc}")

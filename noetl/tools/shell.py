@@ -7,51 +7,93 @@ same fields as its output.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from noetl.protocol.types import Strict, Text
 from noetl.tools.base import Outcome, ProcessResult, ToolContext, ToolError, run_process
+from noetl.tools.flags import parse_pairs
 
 KIND = "shell"
+HELP = "run a shell command"
+
+
+def _env_name(name: str) -> str:
+    if not name or "=" in name or "\x00" in name:
+        raise ValueError(f"{name!r} is not a valid variable name")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+def _command(value: Any) -> Any:
+    """Checked whole, so that a mistake reads as one line rather than one per branch of the union."""
+    parts = [value] if isinstance(value, str) else value
+    if not isinstance(parts, list) or not parts or not all(isinstance(part, str) for part in parts):
+        raise ValueError("must be a non-empty string or a list of strings")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    if any("\x00" in part for part in parts):
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 class Args(Strict):
-    """What a shell command accepts (the server validates requests with it)."""
+    """What a shell command accepts; the server validates requests and the worker runs them with it."""
 
     kind: Literal["shell"]
-    command: Annotated[Text, Field(min_length=1)] | Annotated[list[Text], Field(min_length=1)]
-    env: dict[Text, Text] | None = None
-    cwd: Text | None = None
+    # A string runs with /bin/sh -c; a list is the argv itself.
+    command: Annotated[str | list[str], BeforeValidator(_command)]
+    # Added to the worker's environment for tools; a null value removes that variable.
+    env: dict[EnvName, Text | int | float | bool | None] | None = None
+    cwd: Annotated[Text, Field(min_length=1)] | None = None
 
 
-def _argv(spec: Mapping[str, Any]) -> list[str]:
-    command = spec.get("command")
-    if isinstance(command, str) and command.strip():
-        return ["/bin/sh", "-c", command]
-    if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
-        return list(command)
-    raise ToolError("shell tool: `command` must be a non-empty string or a list of strings")
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """``noetl submit shell`` flags."""
+    parser.add_argument("--command", required=True, help="the command line")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeat)"
+    )
+    parser.add_argument("--cwd", help="working directory")
 
 
-def _env(spec: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
-    extra = spec.get("env") or {}
-    if not isinstance(extra, Mapping):
-        raise ToolError("shell tool: `env` must be an object of names to values")
+def from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``tool`` object that ``noetl submit shell`` sends."""
+    tool: dict[str, Any] = {"kind": KIND, "command": args.command}
+    if args.env:
+        tool["env"] = dict(parse_pairs(args.env, "--env"))
+    if args.cwd:
+        tool["cwd"] = args.cwd
+    return tool
+
+
+def describe(tool: Mapping[str, Any]) -> str:
+    """One line for `noetl status`."""
+    command = tool.get("command")
+    return "shell: " + (" ".join(command) if isinstance(command, list) else str(command))
+
+
+def _argv(args: Args) -> list[str]:
+    if isinstance(args.command, str):
+        return ["/bin/sh", "-c", args.command]
+    return list(args.command)
+
+
+def _env(args: Args, base: Mapping[str, str]) -> dict[str, str]:
     env = dict(base)
-    for name, value in extra.items():
-        if not isinstance(name, str) or not name or "=" in name or "\x00" in name:
-            raise ToolError(f"shell tool: env name {name!r} is not a valid variable name")
+    for name, value in (args.env or {}).items():
         if value is None:
             env.pop(name, None)
-            continue
-        text = value if isinstance(value, str) else str(value)
-        if "\x00" in text:
-            raise ToolError(f"shell tool: env {name} contains a NUL character")
-        env[name] = text
+        elif isinstance(value, bool):
+            env[name] = "true" if value else "false"
+        else:
+            env[name] = str(value)
     return env
 
 
@@ -72,16 +114,11 @@ def _fields(done: ProcessResult) -> dict[str, Any]:
     }
 
 
-async def run(spec: Mapping[str, Any], ctx: ToolContext) -> Outcome:
+async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Run the command; ``completed`` with its output when it exits 0, else ``failed``."""
-    argv = _argv(spec)
-    env = _env(spec, ctx.base_env)
-    cwd = spec.get("cwd")
-    if cwd is not None and not isinstance(cwd, str):
-        raise ToolError("shell tool: `cwd` must be a directory path")
-    if cwd and not os.path.isdir(cwd):
-        raise ToolError(f"shell tool: cwd {cwd!r} is not an existing directory")
-    done = await run_process(argv, timeout=ctx.timeout, env=env, cwd=cwd or None)
+    if args.cwd and not os.path.isdir(args.cwd):
+        raise ToolError(f"shell tool: cwd {args.cwd!r} is not an existing directory")
+    done = await run_process(_argv(args), timeout=ctx.timeout, env=_env(args, ctx.base_env), cwd=args.cwd)
     fields = _fields(done)
     if done.timed_out:
         return Outcome(ok=False, error=f"timed out after {ctx.timeout:g}s: killed", output=fields)

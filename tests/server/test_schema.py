@@ -118,33 +118,34 @@ def test_init_db_flag_runs_migrations_before_serving(pg_env: dict[str, str]) -> 
     assert _tables(pg_env) == TABLES
 
 
-def _checks(pg_env: dict[str, str]) -> dict[str, set[str]]:
-    """Each CHECK constraint on a status column: the words it allows, by table."""
+def _check_words(pg_env: dict[str, str], table: str, column: str) -> list[str]:
+    """The words a CHECK (column IN (...)) constraint of ``table`` allows, read from the catalog."""
     rows = pg_fetch(
         pg_env,
         """
-        SELECT conrelid::regclass::text AS tab, pg_get_constraintdef(oid) AS def FROM pg_constraint
-        WHERE contype = 'c' AND conname LIKE '%status_check' AND connamespace = 'noetl'::regnamespace
+        SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = 'noetl' AND t.relname = $1 AND c.contype = 'c'
         """,
+        table,
     )
-    return {r["tab"].removeprefix("noetl."): set(re.findall(r"'([^']+)'", r["def"])) for r in rows}
+    defs = [r["def"] for r in rows if f"({column} = ANY" in r["def"]]
+    assert len(defs) == 1, rows
+    return re.findall(r"'([^']*)'::text", defs[0])
 
 
-def test_status_constraints_spell_the_declared_words(pg_env: dict[str, str]) -> None:
-    async def run() -> None:
-        conn = await _connect(pg_env)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-    assert _checks(pg_env) == {
-        "commands": set(STATUSES),
-        "executions": set(EXECUTION_STATUSES),
-        "step_runs": set(STEP_STATUSES),
-        "workers": set(WORKER_STATES),
-    }
+def test_sql_check_constraints_spell_the_protocol_words(pg_env: dict[str, str]) -> None:
+    """The CHECK lists written in the migrations equal the words in noetl.protocol.words."""
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "noetl", "db", "init"], env=clean_env(**pg_env), cwd=ROOT
+        ).returncode
+        == 0
+    )
+    assert tuple(_check_words(pg_env, "commands", "status")) == STATUSES
+    assert tuple(_check_words(pg_env, "workers", "status")) == WORKER_STATES
+    assert tuple(_check_words(pg_env, "executions", "status")) == EXECUTION_STATUSES
+    assert tuple(_check_words(pg_env, "step_runs", "status")) == STEP_STATUSES
 
 
 def test_migration_2_renames_the_statuses_of_earlier_executions(pg_env: dict[str, str]) -> None:

@@ -145,6 +145,20 @@ def test_submit_refused_by_the_server_is_one_line(server: Server, tmp_path: Path
     assert len(err.strip().splitlines()) == 1
 
 
+def test_an_http_method_the_worker_cannot_send_is_refused_by_the_server(
+    server: Server, api: httpx.Client
+) -> None:
+    code, out, err = finish(
+        noetl(server, "submit", "http", "--url", "http://127.0.0.1:9/", "--method", "PURGE")
+    )
+    assert (code, out) == (2, "")
+    assert err.strip() == (
+        "noetl: the server refused the request: tool.method: Value error, must be one of "
+        "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    )
+    assert api.get("/api/executions").json()["items"] == []  # nothing was created
+
+
 def test_submit_with_token(server_env: dict[str, str], make_server: Callable[..., Server]) -> None:
     server = make_server({**server_env, "NOETL_API_TOKEN": "tok"})
     code, _, err = finish(noetl(server, "submit", "shell", "--command", "true"))

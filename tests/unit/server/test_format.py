@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from noetl.client.format import describe_tool, execution_text, executions_table
+from noetl.client.format import execution_text, executions_table
+from noetl.tools.registry import describe as describe_tool
 
 EXECUTION = {
     "execution_id": "e1",

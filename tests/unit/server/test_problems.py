@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from noetl.server.problems import describe_validation
+from noetl.protocol.types import describe_validation
+from noetl.tools.registry import TOOL_KINDS
 
 
 def test_json_decode_error() -> None:
@@ -19,7 +20,7 @@ def test_json_decode_error() -> None:
 
 def test_field_path_drops_body_and_union_branch() -> None:
     errors = [{"type": "missing", "loc": ("body", "tool", "shell", "command"), "msg": "Field required"}]
-    assert describe_validation(errors) == "tool.command: Field required"
+    assert describe_validation(errors, tags=TOOL_KINDS) == "tool.command: Field required"
 
 
 def test_query_parameter_and_limit() -> None:

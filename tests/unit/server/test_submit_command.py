@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from noetl.cli.main import build_parser
-from noetl.cli.submit import build_request, parse_value, print_outcome
+from noetl.cli.submit import build_request, print_outcome
 from noetl.errors import ConfigError
+from noetl.tools.flags import parse_value
 
 
 def request(*argv: str) -> dict[str, Any]:

@@ -7,49 +7,57 @@ from typing import Any
 
 import pytest
 
+from noetl.tools import http, shell
 from noetl.tools.base import Captured, Outcome
-from noetl.tools.http import _body, _check
-from noetl.tools.registry import ToolContext, ToolError, run_tool
+from noetl.tools.http import _body
+from noetl.tools.registry import ToolContext, ToolError, parse_tool, run_tool
 from noetl.tools.shell import _argv, _env
 
 CTX = ToolContext(timeout=10)
 
 
+def _shell(**fields: Any) -> shell.Args:
+    return shell.Args.model_validate({"kind": "shell", **fields})
+
+
 def test_shell_command_string_runs_in_sh_and_argv_as_is() -> None:
-    assert _argv({"command": "echo hi | wc -c"}) == ["/bin/sh", "-c", "echo hi | wc -c"]
-    assert _argv({"command": ["printf", "%s", "x y"]}) == ["printf", "%s", "x y"]
+    assert _argv(_shell(command="echo hi | wc -c")) == ["/bin/sh", "-c", "echo hi | wc -c"]
+    assert _argv(_shell(command=["printf", "%s", "x y"])) == ["printf", "%s", "x y"]
 
 
 @pytest.mark.parametrize("command", [None, "", "  ", [], ["ls", 3], {"a": 1}])
 def test_shell_command_must_be_a_string_or_argv(command: object) -> None:
-    with pytest.raises(ToolError, match="`command` must be"):
-        _argv({"command": command})
+    with pytest.raises(ToolError, match="shell tool: command"):
+        parse_tool({"kind": "shell", "command": command})
 
 
 def test_shell_env_extends_the_base_and_none_removes() -> None:
-    env = _env({"env": {"A": "1", "B": 2, "HOME": None}}, {"HOME": "/root", "PATH": "/bin"})
-    assert env == {"PATH": "/bin", "A": "1", "B": "2"}
+    env = _env(
+        _shell(command="x", env={"A": "1", "B": 2, "C": True, "HOME": None}), {"HOME": "/r", "PATH": "/b"}
+    )
+    assert env == {"PATH": "/b", "A": "1", "B": "2", "C": "true"}
     with pytest.raises(ToolError, match="not a valid variable name"):
-        _env({"env": {"A=B": "1"}}, {})
-    with pytest.raises(ToolError, match="`env` must be an object"):
-        _env({"env": ["A"]}, {})
+        parse_tool({"kind": "shell", "command": "x", "env": {"A=B": "1"}})
+    with pytest.raises(ToolError, match="shell tool: env"):
+        parse_tool({"kind": "shell", "command": "x", "env": ["A"]})
 
 
-def test_http_spec_checks() -> None:
-    assert _check({"url": "http://x/y"}, CTX) == ("http://x/y", "GET", {}, 10.0)
-    assert _check({"url": "https://x", "method": "post", "timeout": 3}, CTX)[1:] == ("POST", {}, 3.0)
-    assert _check({"url": "https://x", "timeout": 60}, CTX)[3] == 10.0  # never past the command's timeout
+def test_http_arguments() -> None:
+    _, args = parse_tool({"kind": "http", "url": "https://x", "method": "post", "timeout": 3})
+    assert isinstance(args, http.Args)
+    assert (args.method, args.timeout) == ("POST", 3.0)
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"url": "ftp://x"}, "`url`"),
-        ({"url": "http://x", "method": "BREW"}, "`method`"),
-        ({"url": "http://x", "headers": {"a": 1}}, "`headers`"),
+        ({"url": "ftp://x"}, "url"),
+        ({"url": "http://x", "method": "BREW"}, "method: Value error, must be one of GET, HEAD"),
+        ({"url": "http://x", "method": "PURGE"}, "method"),
+        ({"url": "http://x", "headers": {"a": 1}}, "headers.a"),
         ({"url": "http://x", "json": {}, "body": ""}, "not both"),
-        ({"url": "http://x", "body": {"a": 1}}, "`body` must be a string"),
-        ({"url": "http://x", "timeout": 0}, "`timeout`"),
+        ({"url": "http://x", "body": {"a": 1}}, "body"),
+        ({"url": "http://x", "timeout": 0}, "timeout"),
     ]
     for bad, why in cases:
-        with pytest.raises(ToolError, match=why):
-            _check(bad, CTX)
+        with pytest.raises(ToolError, match=f"^http tool: .*{why}"):
+            parse_tool({"kind": "http", **bad})
 
 
 def test_http_body_is_json_when_it_says_so_and_text_otherwise() -> None:
@@ -78,9 +86,10 @@ def test_outcome_payloads() -> None:
         ("shell", "must be an object"),
         ({"command": "true"}, "unknown tool kind None"),
         ({"kind": "ftp"}, "unknown tool kind 'ftp'; expected one of: shell, python, http"),
-        ({"kind": "shell", "command": 7}, "shell tool: `command` must be"),
-        ({"kind": "python", "code": ""}, "python tool: `code` must be"),
-        ({"kind": "http", "url": "nope"}, "http tool: `url` must be"),
+        ({"kind": "shell", "command": 7}, "shell tool: command"),
+        ({"kind": "python", "code": ""}, "python tool: code: Value error, must not be empty"),
+        ({"kind": "python", "code": "x", "args": {"not id": 1}}, "keys must be Python identifiers"),
+        ({"kind": "http", "url": "nope"}, "http tool: url: String should match pattern"),
     ],
 )
 def test_bad_tools_fail_the_command_with_a_readable_error(tool: object, why: str) -> None:
