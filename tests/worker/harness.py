@@ -20,10 +20,11 @@ from typing import Any
 
 import httpx
 
+from noetl.protocol.words import EXECUTION_FINISHED
 from tests.services import free_port, stop_pid, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-FINISHED = ("completed", "failed", "dead")
+FINISHED = EXECUTION_FINISHED
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -201,6 +202,6 @@ def worker_events(view: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
 def assert_completed_once(view: Mapping[str, Any]) -> None:
     """The execution completed, with exactly one completed event and no failed one."""
     counts = Counter(event_types(view))
-    assert view["status"] == "completed", view
+    assert view["status"] == "COMPLETED", view
     assert counts["completed"] == 1, view
     assert counts["failed"] == 0, view

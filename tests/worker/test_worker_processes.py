@@ -71,7 +71,7 @@ def test_mixed_commands_with_two_workers_each_complete_exactly_once(cluster: Clu
         assert command["result"] == expected[eid]
         workers[worker_events(view, "completed")[0]["worker_id"]] += 1
     assert set(workers) == {cluster.worker_id("worker_00"), cluster.worker_id("worker_01")}
-    for status in ("pending", "claimed"):
+    for status in ("RUNNING", "FAILED"):
         assert cluster.api("GET", f"/api/executions?status={status}&limit=1")[1]["total"] == 0
 
 
