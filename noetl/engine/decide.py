@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from noetl.engine import templates
+from noetl.engine import calls, templates
 from noetl.engine.playbook import Arc, Playbook, Step, Task, WorkbookEntry
 from noetl.engine.state import Decisions, Dispatch, Event, ExecutionState, StepRun
 from noetl.engine.templates import TemplateError
@@ -21,8 +21,6 @@ from noetl.protocol.words import EventType, ExecutionStatus
 
 # Steps without a tool that one decision may walk through; more means a cycle that never waits.
 MAX_STEPS_PER_DECISION = 10_000
-# Keys of a tool mapping that the engine consumes instead of passing them to the tool.
-_INPUT_KEYS = ("args", "input")
 
 
 class _StepFailed(Exception):
@@ -207,28 +205,13 @@ class _Run:
         if step.task_list:
             tasks = [self.resolve_task(task) for task in step.tasks]
             return {"kind": "tasks", "tasks": tasks, "input": step_input, "scope": self.frame()}, None
-        task = step.tasks[0]
-        spec, entry = self.resolve(task)
-        raw_input = {**(spec.get("args") or {}), **(spec.get("input") or {})}
-        tool_input = {**templates.render(raw_input, scope, "tool.input"), **step_input}
+        spec, entry = self.resolve(step.tasks[0])
+        call = calls.prepare(spec, scope, step_input, self.frame())
         if entry is not None:
-            missing = [key for key in entry.expects if key not in tool_input]
+            missing = [key for key in entry.expects if key not in call.input]
             if missing:
                 raise _StepFailed(f"workbook '{entry.name}': assert.expects: no input key '{missing[0]}'")
-        if spec["kind"] == "noop":
-            return None, tool_input
-        rest = {key: value for key, value in spec.items() if key not in (*_INPUT_KEYS, "kind")}
-        tool: dict[str, Any] = {
-            "kind": spec["kind"],
-            **templates.render(rest, {**scope, "input": tool_input}, "tool"),
-        }
-        if tool_input or spec["kind"] == "python":
-            tool["input"] = tool_input
-        if spec["kind"] == "python" and "context" in str(tool.get("code", "")):
-            # The read-only `context` of python code: what templates see, as plain JSON. Only
-            # sent to code that names it, since it holds every finished step's result.
-            tool["context"] = templates.plain_scope(**self.frame())
-        return tool, None
+        return call.tool, call.input
 
     def resolve(self, task: Task) -> tuple[dict[str, Any], WorkbookEntry | None]:
         """A workbook call becomes its entry's tool, the call's input over the entry's."""

@@ -387,7 +387,8 @@ workflow:
         "input": {"a": "args", "b": "tool", "c": 1},
     }
     sim.finish("start", "args")
-    assert sim.tool("call") == {"kind": "http", "url": "http://h/7", "input": {"id": 7, "q": "x"}}
+    # an http tool sees the merged input in its templates; only python and noop are given it
+    assert sim.tool("call") == {"kind": "http", "url": "http://h/7"}
 
 
 def test_python_code_that_names_context_gets_it_read_only_as_plain_json() -> None:
