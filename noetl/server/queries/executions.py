@@ -49,7 +49,8 @@ async def create_execution(
 
 
 SUMMARY_COLUMNS = """
-    execution_id, status, path, version, catalog_id, parent_execution_id, created_at, updated_at, finished_at
+    execution_id, status, path, version, catalog_id::text AS catalog_id, parent_execution_id, created_at,
+    updated_at, finished_at
 """
 
 
