@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from noetl.engine import templates
-from noetl.tools.registry import TOOL_KINDS
+from noetl.tools.registry import KINDS, TOOL_KINDS
 
 Mode = Literal["exclusive", "inclusive"]
 
@@ -191,6 +191,7 @@ def _workbook(value: Any) -> dict[str, WorkbookEntry]:
         kind = _kind(tool.get("kind"), f"{where}: tool.kind")
         if kind == "workbook":
             raise PlaybookError(f"{where}: tool.kind: a workbook entry cannot call the workbook")
+        _keys(tool, kind, "tool", lambda message, where=where: PlaybookError(f"{where}: {message}"))
         _templates(tool, f"{where}: tool")
         checks = _mapping(item.get("assert"), f"{where}: assert")
         expects = _names(checks.get("expects"), f"{where}: assert.expects")
@@ -212,9 +213,9 @@ def _kind(kind: Any, where: str) -> str:
         raise PlaybookError(f"{where}: a tool kind is required")
     if kind in LATER_KINDS:
         raise PlaybookError(f"{where}: {kind!r} ({LATER_KINDS[kind]}) is not supported yet")
-    known = (*TOOL_KINDS, *ENGINE_KINDS)
-    if kind not in known or kind == "tasks":
-        kinds = ", ".join(k for k in known if k != "tasks")
+    known = tuple(dict.fromkeys(k for k in (*TOOL_KINDS, *ENGINE_KINDS) if k != "tasks"))
+    if kind not in known:
+        kinds = ", ".join(known)
         raise PlaybookError(f"{where}: unknown tool kind {kind!r}; expected one of: {kinds}")
     return kind
 
@@ -346,6 +347,7 @@ def _tool(
         _mapping(spec.get("input"), f"{where}.input")
     except PlaybookError as exc:
         raise fail(str(exc)) from None
+    _keys(spec, kind, where, fail)
     if kind == "workbook":
         entry = spec.get("name")
         if not isinstance(entry, str) or not entry:
@@ -354,6 +356,21 @@ def _tool(
             known = ", ".join(workbook) or "none"
             raise fail(f"{where}.name: no workbook entry named '{entry}' (entries: {known})")
     return dict(spec)
+
+
+def _keys(spec: Mapping[str, Any], kind: str, where: str, fail: Any) -> None:
+    """A key the kind does not know is refused now, not when a worker gets the command."""
+    if "spec" in spec:
+        raise fail(f"{where}.spec: policies (spec.policy) are not supported yet")
+    if kind == "workbook":
+        allowed = {"kind", "name", "input"}
+    else:
+        model = KINDS[kind].Args
+        allowed = {info.alias or name for name, info in model.model_fields.items()} | {"args", "input"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        expected = ", ".join(sorted(allowed - {"kind"}))
+        raise fail(f"{where}.{unknown[0]}: unknown key for a {kind} tool; expected one of: {expected}")
 
 
 def _next(value: Any, fail: Any) -> tuple[Mode, tuple[Arc, ...]]:

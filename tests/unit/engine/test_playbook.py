@@ -222,6 +222,22 @@ def test_the_content_is_kept_as_given() -> None:
             "step 'start': tool: expected a mapping with `kind` or a non-empty list",
         ),
         ("- {desc: x}\n", "workflow[0].step: a step name (non-empty string) is required"),
+        (
+            "- step: start\n  tool: {kind: http, url: x, auth: y}\n",
+            "step 'start': tool.auth: unknown key for a http tool; expected one of: args, body, endpoint,",
+        ),
+        (
+            "- step: start\n  tool: [{name: a, kind: shell, cmds: [x], retries: 2}]\n",
+            "step 'start': tool[0].retries: unknown key for a shell tool",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: []}}}\n",
+            "step 'start': tool.spec: policies (spec.policy) are not supported yet",
+        ),
+        (
+            "- step: start\n  tool: {kind: workbook, name: greet, with: {}}\n",
+            "step 'start': tool.with: unknown key",
+        ),
     ],
 )
 def test_registration_refuses_with_one_line_naming_step_and_key(steps: str, message: str) -> None:
@@ -283,7 +299,11 @@ def test_document_level_refusals(text: str, message: str) -> None:
         ),
         ("  - tool: {kind: noop}\n", "workbook[0].name: a non-empty string is required"),
         ("  - name: a\n", "workbook 'a': tool: expected a mapping, got nothing"),
-        ("  - name: a\n    tool: {kind: noop, x: '{{'}\n", "workbook 'a': tool.x: template syntax error"),
+        (
+            "  - name: a\n    tool: {kind: noop, input: {x: '{{'}}\n",
+            "workbook 'a': tool.input.x: template syntax error",
+        ),
+        ("  - name: a\n    tool: {kind: noop, x: 1}\n", "workbook 'a': tool.x: unknown key for a noop tool"),
         (
             "  - name: a\n    tool: {kind: noop}\n    assert: {expects: who}\n",
             "workbook 'a': assert.expects: expected a list",
