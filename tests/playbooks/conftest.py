@@ -67,9 +67,8 @@ class Playbooks(Cluster):
         """Every event of the execution, paging through ``/events``."""
         found: list[dict[str, Any]] = []
         while True:
-            status, body = self.api(
-                "GET", f"/api/executions/{execution_id}/events?limit=100&after={found[-1]['event_id'] if found else 0}"
-            )
+            after = found[-1]["event_id"] if found else 0
+            status, body = self.api("GET", f"/api/executions/{execution_id}/events?limit=100&after={after}")
             assert status == 200, body
             found.extend(body["items"])
             if len(body["items"]) < 100:
