@@ -89,3 +89,29 @@ def test_cancelling_the_tool_kills_its_processes(tmp_path: Path) -> None:
 def test_killed_by_a_signal_says_so() -> None:
     outcome = shell("kill -9 $$")
     assert outcome.error == "killed by signal 9"
+
+
+def cmds(lines: list[str], timeout: float = 10, **extra: object) -> Outcome:
+    return asyncio.run(run_tool({"kind": "shell", "cmds": lines, **extra}, ToolContext(timeout, ENV)))
+
+
+def test_cmds_run_in_order_in_one_shell() -> None:
+    outcome = cmds(["X=from-first", "echo one", 'echo "$X"', "echo err >&2"])
+    assert outcome.ok
+    assert outcome.result == {"exit_code": 0, "stdout": "one\nfrom-first\n", "stderr": "err\n"}
+
+
+def test_the_first_failing_cmd_stops_the_rest_with_its_exit_code() -> None:
+    outcome = cmds(["echo before", "echo broken >&2; exit 4", "echo after"])
+    assert not outcome.ok
+    assert outcome.error == "exited with code 4: broken"
+    assert outcome.output == {"exit_code": 4, "stdout": "before\n", "stderr": "broken\n"}
+
+
+def test_timeout_seconds_bounds_the_command_and_kills_its_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    outcome = cmds([f"sleep 300 & echo $! > {pids}", "sleep 300"], timeout=60, timeout_seconds=0.5)
+    assert outcome.error == "timed out after 0.5s: killed"
+    assert wait_gone(read_pids(pids, 1)) == []
+    # the command's own timeout still wins when it is shorter
+    assert cmds(["sleep 300"], timeout=0.3, timeout_seconds=30).error == "timed out after 0.3s: killed"
