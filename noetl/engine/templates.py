@@ -88,6 +88,13 @@ for _cls, _name in ((_Result, "dict"), (_ListResult, "list")):
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**"])
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A key wins over a dict's method: `{{ fetch.data.items }}` is the answer's `items`,
+        # not dict.items (plain Jinja gives the method).
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "*":
             for seq, times in ((left, right), (right, left)):
@@ -290,7 +297,9 @@ def _plain(value: Any, where: str) -> Any:
         return {str(key): _plain(sub, where) for key, sub in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(sub, where) for sub in value]
-    return str(value)
+    raise TemplateError(
+        f"{where}: the value is a {type(value).__name__}, not data (a method called without ()?)"
+    )
 
 
 def read_back(text: str) -> Any:

@@ -235,3 +235,25 @@ def test_plain_scope_is_what_templates_see_as_json() -> None:
         "execution_id": "e",
         "job": {"uuid": "e", "execution_id": "e", "id": "e"},
     }
+
+
+def test_a_key_wins_over_a_dicts_method() -> None:
+    seen = make_scope(
+        execution_id="e",
+        workload={"items": [1, 2], "keys": "k"},
+        ctx={},
+        results={"fetch": {"data": {"items": [3], "values": 4}}},
+    )
+    # plain Jinja would give dict.items here: a common trap with JSON answers and workloads
+    assert render("{{ workload.items }}", seen, "w") == [1, 2]
+    assert render("{{ fetch.data.items | length }}", seen, "w") == 1
+    assert render("{{ fetch.data.values }}", seen, "w") == 4
+    assert render("{{ workload.keys }}", seen, "w") == "k"
+    assert render("{{ fetch.data.get('items') }}", seen, "w") == [
+        3
+    ]  # methods still work when no key hides them
+
+
+def test_a_method_is_not_a_value() -> None:
+    with pytest.raises(TemplateError, match=r"^input.x: the value is a builtin_function_or_method, not data"):
+        render({"x": "{{ workload.values }}"}, scope(), "input")
