@@ -2,7 +2,7 @@
 
 A template sees every workload key at the top level and as ``workload.key``, ``ctx.key`` (the
 workload with the context's writes over it, as in NoETL), each finished step's result under the
-step's name (also as ``<step>.data``), ``execution_id`` (and ``job.uuid``) and, in a loop, the
+step's name (also as ``<step>.data`` and ``<step>.result``), ``execution_id`` (and ``job.uuid``) and, in a loop, the
 iterator's name, ``iter.<name>`` and ``loop_index``. A step that did not run is undefined and falsy;
 any other undefined name fails the template. A string that is exactly one ``{{ expression }}``
 renders to the native value; any other string with template markup renders to text that is then
@@ -63,20 +63,29 @@ def _not_run(name: str) -> NotRun:
     return NotRun(hint=f"step '{name}' did not run", name=name)
 
 
+# NoETL's names for a step's whole result: `<step>.data` and, in older playbooks, `<step>.result`.
+_WHOLE = ("data", "result")
+
+
 class _Result(dict[str, Any]):
-    """A step's dict result, also reachable as ``<step>.data`` (unless it has its own ``data``)."""
+    """A step's dict result, also reachable as ``<step>.data`` and ``<step>.result`` (unless it has
+    keys of those names)."""
 
     def __missing__(self, key: str) -> Any:
-        if key == "data":
+        if key in _WHOLE:
             return dict(self)
         raise KeyError(key)
 
 
 class _ListResult(list[Any]):
-    """A step's list result, also reachable as ``<step>.data``."""
+    """A step's list result, also reachable as ``<step>.data`` and ``<step>.result``."""
 
     @property
     def data(self) -> list[Any]:
+        return list(self)
+
+    @property
+    def result(self) -> list[Any]:
         return list(self)
 
 

@@ -34,6 +34,8 @@ def scope(**extra: Any) -> dict[str, Any]:
         ("{{ a.data.x }}", 5),  # <step>.data is the result too
         ("{{ a.data }}", {"x": 5, "rows": [1, 2]}),
         ("{{ h.data }}", {"v": 1}),  # ...unless the result has its own `data`
+        ("{{ a.result.x }}", 5),  # NoETL's older name for the whole result
+        ("{{ l.result }}", [1, 2, 3]),
         ("{{ l }}", [1, 2, 3]),
         ("{{ l.data[1] }}", 2),
         ("{{ s }}", "text"),
