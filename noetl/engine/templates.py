@@ -2,11 +2,12 @@
 
 A template sees every workload key at the top level and as ``workload.key``, ``ctx.key`` (the
 workload with the context's writes over it, as in NoETL), each finished step's result under the
-step's name (also as ``<step>.data`` and ``<step>.result``), ``execution_id`` (and ``job.uuid``) and, in a loop, the
-iterator's name, ``iter.<name>`` and ``loop_index``. A step that did not run is undefined and falsy;
-any other undefined name fails the template. A string that is exactly one ``{{ expression }}``
-renders to the native value; any other string with template markup renders to text that is then
-read back as JSON, a number or a boolean where it parses. Strings without markup stay as they are.
+step's name (also as ``<step>.data`` and ``<step>.result``), ``execution_id`` (and ``job.uuid``)
+and, in a loop, the iterator's name, ``iter.<name>`` and ``loop_index``. A step that did not run is
+undefined and falsy; any other undefined name fails the template. A string that is exactly one
+``{{ expression }}`` renders to the native value; any other string with template markup renders to
+text that is then read back as JSON, a number or a boolean where it parses. Strings without markup
+stay as they are.
 
 The environment is Jinja2's immutable sandbox: no attribute that starts with ``_``, no method that
 mutates a list or dict, no unsafe callables; products and powers are bounded so that one template
