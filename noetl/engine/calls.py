@@ -19,6 +19,10 @@ INPUT_KEYS = ("args", "input")
 INPUT_KINDS = ("python", "noop")
 
 
+class CallError(ValueError):
+    """The rendered tool is not one its kind accepts; the message is the kind's one line."""
+
+
 @dataclass(frozen=True)
 class Call:
     """``tool`` for the worker, or None for a ``noop``, whose result is its ``input``."""
@@ -37,7 +41,8 @@ def prepare(
     """Merge the input (the tool's own ``args``, then ``tool.input``, then the step's rendered
     ``input``), render the tool's other fields with the merged input visible as ``input``, and give
     python code that names ``context`` the plain scope (``frame``) as its read-only ``context``.
-    Raises TemplateError naming ``where`` and the key."""
+    Raises TemplateError naming ``where`` and the key, or CallError when the kind refuses the
+    rendered tool."""
     kind = str(spec["kind"])
     raw_input = {**(spec.get("args") or {}), **(spec.get("input") or {})}
     tool_input = {**templates.render(raw_input, scope, f"{where}.input"), **step_input}
@@ -50,4 +55,17 @@ def prepare(
     if kind == "python" and "context" in str(tool.get("code", "")):
         # Only code that names `context` gets it: it holds every finished step's result.
         tool["context"] = templates.plain_scope(**frame)
-    return Call(tool=tool, input=tool_input)
+    return Call(tool=_checked(tool), input=tool_input)
+
+
+def _checked(tool: dict[str, Any]) -> dict[str, Any]:
+    """The tool as its kind reads it (``POST`` for ``post``), or CallError: a rendered value the
+    kind refuses fails the step here, before any command is stored."""
+    # Imported here: the registry imports the tasks kind, which imports this module.
+    from noetl.tools.registry import ToolError, parse_tool, tool_spec
+
+    try:
+        _, args = parse_tool(tool)
+    except ToolError as exc:
+        raise CallError(str(exc)) from None
+    return tool_spec(args)

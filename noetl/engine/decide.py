@@ -187,7 +187,7 @@ class _Run:
         step = self.pb.steps[name]
         try:
             tool, now = self.prepare(step)
-        except (TemplateError, _StepFailed) as exc:
+        except (TemplateError, calls.CallError, _StepFailed) as exc:
             self.queue.appendleft(("finish", name, False, None, str(exc), False))
             return
         if tool is None:

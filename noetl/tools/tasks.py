@@ -118,6 +118,8 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
             )
         except templates.TemplateError as exc:
             raise ToolError(str(exc), output={"done": done}) from None
+        except calls.CallError as exc:
+            raise ToolError(f"task '{name}': {exc}", output={"done": done}) from None
         missing = [key for key in checks.get("expects", ()) if key not in call.input]
         if missing:
             raise ToolError(
@@ -132,7 +134,7 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
                     f"task '{name}': no time left of the command's {ctx.timeout:g}s", output={"done": done}
                 )
             try:
-                kind, parsed = parse_tool(call.tool)
+                kind, parsed = parse_tool(call.tool)  # checked already: this only reads it
                 outcome = await kind.run(parsed, ToolContext(timeout=remaining, base_env=ctx.base_env))
             except ToolError as exc:
                 outcome = Outcome(ok=False, error=str(exc), output=exc.output)
