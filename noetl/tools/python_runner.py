@@ -12,16 +12,13 @@ to stdout and stderr, which the worker captures. Standard library only, so that 
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import datetime
 import importlib
 import json
 import os
 import sys
 import traceback
 import types
-import uuid
 from typing import Any
 
 _FILENAME = "<python tool code>"
@@ -36,30 +33,38 @@ class _Return(BaseException):
         self.value = value
 
 
-class _TopLevelReturns(ast.NodeTransformer):
-    """``return X`` outside any function becomes ``raise __noetl_return__(X)``."""
+def _top_level_returns() -> Any:
+    """A transformer that turns ``return X`` outside any function into ``raise __noetl_return__(X)``."""
+    import ast
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
-        return node  # a function's own returns stay
+    class TopLevelReturns(ast.NodeTransformer):
+        def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+            return node  # a function's own returns stay
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AsyncFunctionDef:
-        return node
+        def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AsyncFunctionDef:
+            return node
 
-    def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
-        return node
+        def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
+            return node
 
-    def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
-        return node
+        def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+            return node
 
-    def visit_Return(self, node: ast.Return) -> ast.Raise:
-        value = node.value if node.value is not None else ast.Constant(value=None)
-        call = ast.Call(func=ast.Name(id="__noetl_return__", ctx=ast.Load()), args=[value], keywords=[])
-        return ast.copy_location(ast.Raise(exc=call, cause=None), node)
+        def visit_Return(self, node: ast.Return) -> ast.Raise:
+            value = node.value if node.value is not None else ast.Constant(value=None)
+            call = ast.Call(func=ast.Name(id="__noetl_return__", ctx=ast.Load()), args=[value], keywords=[])
+            return ast.copy_location(ast.Raise(exc=call, cause=None), node)
+
+    return TopLevelReturns()
 
 
 def _compile(code: str) -> types.CodeType:
+    if "return" not in code:
+        return compile(code, _FILENAME, "exec")  # the common case skips the ast round trip
+    import ast
+
     tree = ast.parse(code, _FILENAME, "exec")
-    tree = ast.fix_missing_locations(_TopLevelReturns().visit(tree))
+    tree = ast.fix_missing_locations(_top_level_returns().visit(tree))
     return compile(tree, _FILENAME, "exec")
 
 
@@ -120,6 +125,15 @@ def _call_main(main: Any, variables: dict[str, Any], namespace: dict[str, Any]) 
     return main(**kwargs)
 
 
+def _ready_made(code: str) -> dict[str, Any]:
+    """json, os, datetime and uuid as globals; the last two only imported when the code names them."""
+    modules: dict[str, Any] = {"json": json, "os": os}
+    for name in ("datetime", "uuid"):
+        if name in code:
+            modules[name] = importlib.import_module(name)
+    return modules
+
+
 def execute(request: Any) -> dict[str, Any]:
     """Run one request; return the JSON-ready answer (``result`` or ``error``)."""
     if not isinstance(request, dict) or not isinstance(request.get("code"), str):
@@ -134,10 +148,7 @@ def execute(request: Any) -> dict[str, Any]:
         "__name__": "__noetl__",
         "__noetl_return__": _Return,
         # NoETL's python tool has these ready; playbooks written for it use them without imports.
-        "json": json,
-        "os": os,
-        "datetime": datetime,
-        "uuid": uuid,
+        **_ready_made(request["code"]),
         **libs,
         **variables,
         "input_data": dict(variables),
