@@ -132,7 +132,7 @@ class _Run:
         return {
             "execution_id": self.execution_id,
             "workload": self.workload,
-            "ctx": self.ctx,
+            "ctx": dict(self.ctx),  # a copy: later writes of this decision are not this command's
             "results": results,
             "not_run": [name for name in self.pb.steps if name not in results],
         }

@@ -604,3 +604,22 @@ def test_the_callers_state_is_never_changed() -> None:
     decide.step_finished(sim.pb, sim.state, "start", True, 3, None)
     decide.cancel(sim.pb, sim.state, None)
     assert repr(sim.state) == before
+
+
+def test_a_commands_scope_is_the_context_when_it_was_dispatched() -> None:
+    sim = Sim(
+        playbook(
+            """\
+workflow:
+  - step: start
+    next: {spec: {mode: inclusive}, arcs: [pipe, later]}
+  - step: pipe
+    tool: [{name: a, kind: shell, command: "echo {{ ctx.x | default('unset') }}"}]
+  - step: later
+    set: {ctx.x: written after}
+"""
+        )
+    )
+    sim.start()
+    assert sim.tool("pipe")["scope"]["ctx"] == {}
+    assert sim.state is not None and sim.state.ctx == {"x": "written after"}
