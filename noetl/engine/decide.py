@@ -102,6 +102,9 @@ class _Run:
 
     def put(self, run: StepRun) -> None:
         self.steps[run.name] = run
+        # Re-inserted, so that Decisions.steps lists the runs in the order they last changed
+        # (the last "done" one is the step that finished last).
+        self.out.steps.pop(run.name, None)
         self.out.steps[run.name] = run
 
     def write(self, values: dict[str, Any]) -> None:

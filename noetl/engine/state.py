@@ -58,7 +58,7 @@ class Decisions:
     dispatch: list[Dispatch] = field(default_factory=list)
     # Context keys to write (key -> value, the whole value).
     ctx: dict[str, Any] = field(default_factory=dict)
-    # Step runs that changed (name -> the new StepRun).
+    # Step runs that changed (name -> the new StepRun), in the order they last changed.
     steps: dict[str, StepRun] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     # Steps whose running commands must be stopped (their leases revoked): other branches of a

@@ -623,3 +623,27 @@ workflow:
     sim.start()
     assert sim.tool("pipe")["scope"]["ctx"] == {}
     assert sim.state is not None and sim.state.ctx == {"x": "written after"}
+
+
+def test_changed_step_runs_are_listed_in_the_order_they_last_changed() -> None:
+    sim = Sim(
+        playbook(
+            """\
+workflow:
+  - step: start
+    next: {spec: {mode: inclusive}, arcs: [a, b]}
+  - step: a
+    next: again
+  - step: b
+    tool: {kind: noop}
+  - step: again
+    next: {arcs: [{step: a, when: "{{ not ctx.looped | default(false) }}", set: {ctx.looped: true}}]}
+"""
+        )
+    )
+    d = sim.start()
+    # `a` and `again` ran twice; the step that finished last is listed last, not where it first changed
+    exits = [e.node_name for e in d.events if e.type == "step.exit"]
+    assert exits == ["start", "a", "b", "again", "a", "again"]
+    assert list(d.steps) == ["start", "b", "a", "again"]
+    assert (d.steps["a"].attempts, d.steps["again"].attempts) == (2, 2)
