@@ -6,7 +6,7 @@ is refused with one line naming the step and the key, instead of failing later a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +16,8 @@ from noetl.engine import templates
 from noetl.tools.registry import KINDS, TOOL_KINDS
 
 Mode = Literal["exclusive", "inclusive"]
+# Makes the one-line error of a step from a message about one of its keys.
+Fail = Callable[[str], "PlaybookError"]
 
 API_VERSIONS = ("noetl.io/v2", "noetl.io/v10")
 # Kinds the engine handles itself, without a worker's tool: ``noop`` finishes at once with its
@@ -191,13 +193,17 @@ def _workbook(value: Any) -> dict[str, WorkbookEntry]:
         kind = _kind(tool.get("kind"), f"{where}: tool.kind")
         if kind == "workbook":
             raise PlaybookError(f"{where}: tool.kind: a workbook entry cannot call the workbook")
-        _keys(tool, kind, "tool", lambda message, where=where: PlaybookError(f"{where}: {message}"))
+        _keys(tool, kind, "tool", _prefixed(where))
         _templates(tool, f"{where}: tool")
         checks = _mapping(item.get("assert"), f"{where}: assert")
         expects = _names(checks.get("expects"), f"{where}: assert.expects")
         returns = _names(checks.get("returns"), f"{where}: assert.returns")
         entries[name] = WorkbookEntry(name=name, tool=dict(tool), expects=expects, returns=returns)
     return entries
+
+
+def _prefixed(where: str) -> Fail:
+    return lambda message: PlaybookError(f"{where}: {message}")
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -256,8 +262,7 @@ def _step(name: str, item: dict[str, Any], workbook: Mapping[str, WorkbookEntry]
 
     unknown = [key for key in item if key not in _STEP_KEYS]
     if unknown:
-        return_keys = ", ".join(_STEP_KEYS)
-        raise fail(f"{unknown[0]}: unknown key; expected one of: {return_keys}")
+        raise fail(f"{unknown[0]}: unknown key; expected one of: {', '.join(_STEP_KEYS)}")
     desc = item.get("desc")
     if desc is not None and not isinstance(desc, str):
         raise fail("desc: expected a string")
@@ -307,7 +312,7 @@ def _set(value: Any, where: str) -> dict[str, Any]:
     return dict(mapping)
 
 
-def _tasks(value: Any, workbook: Mapping[str, WorkbookEntry], fail: Any) -> tuple[tuple[Task, ...], bool]:
+def _tasks(value: Any, workbook: Mapping[str, WorkbookEntry], fail: Fail) -> tuple[tuple[Task, ...], bool]:
     if value is None:
         return (), False
     if isinstance(value, dict):
@@ -339,7 +344,7 @@ def _tasks(value: Any, workbook: Mapping[str, WorkbookEntry], fail: Any) -> tupl
 
 
 def _tool(
-    value: dict[str, Any], where: str, workbook: Mapping[str, WorkbookEntry], fail: Any
+    value: dict[str, Any], where: str, workbook: Mapping[str, WorkbookEntry], fail: Fail
 ) -> dict[str, Any]:
     try:
         spec = _mapping(value, where)
@@ -358,7 +363,7 @@ def _tool(
     return dict(spec)
 
 
-def _keys(spec: Mapping[str, Any], kind: str, where: str, fail: Any) -> None:
+def _keys(spec: Mapping[str, Any], kind: str, where: str, fail: Fail) -> None:
     """A key the kind does not know is refused now, not when a worker gets the command."""
     if "spec" in spec:
         raise fail(f"{where}.spec: policies (spec.policy) are not supported yet")
@@ -373,7 +378,7 @@ def _keys(spec: Mapping[str, Any], kind: str, where: str, fail: Any) -> None:
         raise fail(f"{where}.{unknown[0]}: unknown key for a {kind} tool; expected one of: {expected}")
 
 
-def _next(value: Any, fail: Any) -> tuple[Mode, tuple[Arc, ...]]:
+def _next(value: Any, fail: Fail) -> tuple[Mode, tuple[Arc, ...]]:
     if value is None:
         return "exclusive", ()
     if isinstance(value, str):
@@ -397,7 +402,7 @@ def _next(value: Any, fail: Any) -> tuple[Mode, tuple[Arc, ...]]:
     return mode, tuple(_arc(item, f"next.arcs[{i}]", fail) for i, item in enumerate(arcs))
 
 
-def _arc(item: Any, where: str, fail: Any) -> Arc:
+def _arc(item: Any, where: str, fail: Fail) -> Arc:
     if isinstance(item, str):
         return Arc(step=item, label=where)
     if not isinstance(item, dict):
