@@ -97,6 +97,18 @@ class Api:
             time.sleep(0.1)
         raise AssertionError(f"{execution_id} not {status} after {timeout}s: {self.execution(execution_id)}")
 
+    def wait_command_status(self, execution_id: str, status: str, timeout: float) -> dict[str, Any]:
+        """Wait until the execution's (one) command has ``status``; the execution."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = self.execution(execution_id)
+            if view["commands"][0]["status"] == status:
+                return view
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{execution_id}'s command not {status} after {timeout}s: {self.execution(execution_id)}"
+        )
+
 
 @dataclass
 class Cluster(Api):
