@@ -112,10 +112,12 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
         spec = {key: value for key, value in task.items() if key not in ("name", "assert")}
         checks = task.get("assert") or {}
         now = {**frame, "results": results, "not_run": [n for n in frame["not_run"] if n not in results]}
+        # NoETL's pipeline names: the previous task's result, its name, and this list's results.
+        pipeline = {"_prev": result, "_task": done[-1] if done else None, "_attempt": 1}
+        pipeline["results"] = {n: results[n] for n in done}
+        scope = templates.make_scope(**now, extra=pipeline)
         try:
-            call = calls.prepare(
-                spec, templates.make_scope(**now), args.input or {}, now, where=f"task '{name}'"
-            )
+            call = calls.prepare(spec, scope, args.input or {}, now, where=f"task '{name}'")
         except templates.TemplateError as exc:
             raise ToolError(str(exc), output={"done": done}) from None
         except calls.CallError as exc:

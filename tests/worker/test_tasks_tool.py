@@ -150,3 +150,18 @@ def test_cancelling_the_list_kills_the_running_tasks_processes(tmp_path: Path) -
         assert wait_gone(started) == []
 
     asyncio.run(scenario())
+
+
+def test_noetls_pipeline_names_prev_task_and_results() -> None:
+    outcome = tasks(
+        [
+            {"name": "a", "kind": "noop", "input": {"v": 1}},
+            {"name": "b", "kind": "noop", "input": {"prev": "{{ _prev }}", "after": "{{ _task }}"}},
+            {
+                "name": "c",
+                "kind": "noop",
+                "input": {"a": "{{ results.a.v }}", "prev": "{{ _prev }}", "first": "{{ _attempt }}"},
+            },
+        ]
+    )
+    assert outcome.result == {"a": 1, "prev": {"prev": {"v": 1}, "after": "a"}, "first": 1}
