@@ -28,7 +28,10 @@ def processes_with(token: str) -> list[psutil.Process]:
     """The shell whose command line holds ``token``, and everything below it."""
     for proc in psutil.process_iter(["cmdline"]):
         if token in " ".join(proc.info["cmdline"] or []):
-            return [proc, *proc.children(recursive=True)]
+            try:
+                return [proc, *proc.children(recursive=True)]
+            except psutil.NoSuchProcess:  # it ended while we looked
+                return []
     return []
 
 
