@@ -4,6 +4,10 @@ Every state change is one conditional UPDATE inside one transaction, so concurre
 serialised by PostgreSQL's row lock: of any number of claimers exactly one finds the row still
 ``pending``; a completion is applied only while the sender holds the current attempt.
 The command's ``attempt`` is the fencing token: it grows on every claim.
+
+A command that ends (its final event, or its last lease expiring) ends its `noetl submit`
+execution, or, for a playbook step, hands over to ``transitions`` in the same transaction. Those
+paths lock the execution row before the command's, like cancel does, so they never deadlock.
 """
 
 from __future__ import annotations
