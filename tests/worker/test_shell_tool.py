@@ -110,8 +110,9 @@ def test_the_first_failing_cmd_stops_the_rest_with_its_exit_code() -> None:
 
 def test_timeout_seconds_bounds_the_command_and_kills_its_group(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    outcome = cmds([f"sleep 300 & echo $! > {pids}", "sleep 300"], timeout=60, timeout_seconds=0.5)
-    assert outcome.error == "timed out after 0.5s: killed"
+    # 2 s: time enough for the first line to write its pid on a busy machine
+    outcome = cmds([f"sleep 300 & echo $! > {pids}", "sleep 300"], timeout=60, timeout_seconds=2)
+    assert outcome.error == "timed out after 2s: killed"
     assert wait_gone(read_pids(pids, 1)) == []
     # the command's own timeout still wins when it is shorter
     assert cmds(["sleep 300"], timeout=0.3, timeout_seconds=30).error == "timed out after 0.3s: killed"
