@@ -125,7 +125,7 @@ def test_token_is_required_on_mutating_calls_and_never_logged(
         (b"{not json", "not valid JSON"),
         (b"[]", "valid dictionary"),
         (b'{"tool": {"kind": "teleport"}}', "teleport"),
-        (b'{"tool": {"kind": "shell"}}', "tool.command: Field required"),
+        (b'{"tool": {"kind": "shell"}}', "tool.command: Value error, give `command` or `cmds`, one of them"),
         (b'{"timeout": 5}', "tool: Field required"),
         (b'{"tool": {"kind": "shell", "command": "x"}, "timeout": -1}', "timeout"),
         (b'{"tool": {"kind": "shell", "command": "x"}, "max_attempts": 0}', "max_attempts"),
