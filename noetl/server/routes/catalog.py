@@ -28,13 +28,14 @@ from noetl.server.services import ServicesDep, error_responses
 
 router = APIRouter(tags=["catalog"])
 
-# YAML always holds a ':' or a newline; base64 never does. Padding may be absent.
+# A playbook's YAML always holds a ':'; base64 never does. Padding may be absent, and line breaks
+# (the `base64` tool wraps at 76 characters) are ignored.
 _BASE64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 
 
 def decode_content(content: str) -> str:
     """The YAML text: ``content`` itself, or what it decodes to when it is base64 of UTF-8 text."""
-    compact = content.strip()
+    compact = "".join(content.split())
     if not _BASE64.match(compact):
         return content
     padded = compact + "=" * (-len(compact) % 4)

@@ -70,6 +70,9 @@ def test_content_is_yaml_or_base64_of_it() -> None:
     assert decode_content(YAML) == YAML
     assert decode_content(base64.b64encode(YAML.encode()).decode()) == YAML
     assert decode_content(base64.urlsafe_b64encode(YAML.encode()).decode().rstrip("=")) == YAML
+    long = YAML + "# " + "x" * 100 + "\n"
+    wrapped = base64.encodebytes(long.encode()).decode()  # lines of 76 characters, as `base64` prints
+    assert wrapped.count("\n") > 1 and decode_content(wrapped) == long
     # Looks like base64 but is not UTF-8 text once decoded: taken as it is (and refused as YAML later).
     assert decode_content("////") == "////"
     assert decode_content("start") == "start"
