@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,14 @@ def median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 1)
 
 
+def claimed_commands(stack: Stack) -> int:
+    """Commands running on workers now (the server's metrics)."""
+    with urllib.request.urlopen(f"{stack.url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    found = re.search(r'^noetl_commands\{status="claimed"\} ([0-9.]+)$', text, re.MULTILINE)
+    return int(float(found.group(1))) if found else 0
+
+
 def stop_busy(stack: Stack, in_flight: int = 8, timeout: float = 120) -> float:
     """Start, fill every worker slot with `sleep 1`, SIGTERM: seconds from the signal to the exit."""
     stack.start()
@@ -51,8 +61,7 @@ def stop_busy(stack: Stack, in_flight: int = 8, timeout: float = 120) -> float:
         assert status == 201, body
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, page = stack.api("GET", "/api/executions?status=claimed&limit=1")
-        if page["total"] >= in_flight:
+        if claimed_commands(stack) >= in_flight:
             break
         time.sleep(0.02)
     else:

@@ -95,7 +95,7 @@ def main() -> None:
                 for name in names:
                     cluster.wait_worker_ready(name)
                 started = time.perf_counter()
-                cluster.wait_count("completed", 2 * args.commands * (r + 1), timeout=600)
+                cluster.wait_count("COMPLETED", 2 * args.commands * (r + 1), timeout=600)
                 worker_rates.append(args.commands / (time.perf_counter() - started))
                 for name in names:
                     proc = cluster.workers.pop(name)

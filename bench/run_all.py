@@ -5,7 +5,7 @@ another (their own output goes to bench/results/<name>.log), then prints the com
 the ratios against the baselines measured in the same run, and writes bench/results/summary.json
 with the machine the figures came from.
 
-Run: `make bench` or `.venv/bin/python bench/run_all.py [--only launcher embedded throughput server]`.
+Run: `make bench` or `.venv/bin/python bench/run_all.py [--only NAME ...]` (names: the keys of SCRIPTS).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "embedded": ("bench_embedded.py", ["--repeat", "3"]),
     "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
     "server": ("bench_server.py", ["--n", "400"]),
+    "playbooks": ("bench_playbooks.py", ["--rounds", "7", "--steps", "10"]),
 }
 
 
@@ -168,6 +169,26 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 out.append((f"server: {name}", "", f"{value:.2f}x"))
             else:
                 out.append((f"server: {name}", str(value), ""))
+    if "playbooks" in results:
+        pb = results["playbooks"]
+        steps = pb["steps"]
+        out += [
+            (
+                f"{steps} x python no-op: noetl submit --wait one after another (baseline)",
+                f"{pb['submits_s']:.2f} s ({pb['submit_per_command_ms']:.0f} ms each)",
+                "",
+            ),
+            (
+                f"{steps}-step linear playbook: execute -> COMPLETED",
+                f"{pb['playbook_s']:.2f} s ({pb['playbook_per_step_ms']:.0f} ms a step)",
+                f"{pb['playbook_s'] / pb['submits_s']:.2f}x",
+            ),
+            (
+                "playbook engine overhead a step (playbook - baseline) / steps",
+                f"{pb['engine_overhead_per_step_ms']:+.0f} ms",
+                "",
+            ),
+        ]
     return out
 
 

@@ -6,8 +6,8 @@
     noetl submit --file cmd.json            # {"tool": {...}, "timeout": 30, "max_attempts": 3}
 
 Without --wait it prints the execution id. With --wait the id goes to stderr, and stdout gets the
-outcome as JSON: the result when the command completed (exit 0), or the failure payload
-(``{"error": ...}``) when it failed or died (exit 1).
+outcome as JSON: the result when the execution is COMPLETED (exit 0), or the failure payload
+(``{"error": ...}``) when it is FAILED (the command failed or died) or CANCELLED (exit 1).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--wait",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="wait for the outcome; print it as JSON; exit 0 completed, 1 failed",
+        help="wait for the outcome; print it as JSON; exit 0 COMPLETED, 1 FAILED or CANCELLED",
     )
     common.add_argument(
         "--timeout",
@@ -128,14 +128,14 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def print_outcome(execution: dict[str, Any]) -> int:
-    """Print the outcome as JSON on stdout; 0 when completed, 1 otherwise."""
+    """Print the outcome as JSON on stdout; 0 when COMPLETED, 1 otherwise (FAILED, CANCELLED)."""
     command = execution["commands"][0]
-    if execution["status"] == "completed":
+    if execution["status"] == "COMPLETED":
         print(json.dumps(command.get("result")))
         return EXIT_OK
     failure = next(
         (e["payload"] for e in reversed(execution["events"]) if e["type"] == "failed"),
-        {"error": command.get("error") or execution["status"]},
+        {"error": command.get("error") or execution.get("error") or execution["status"]},
     )
     print(json.dumps(failure))
     print(

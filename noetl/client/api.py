@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from noetl.client.session import Endpoint, ServerUnreachable
-from noetl.protocol.words import FINISHED
+from noetl.protocol.words import EXECUTION_FINISHED
 from noetl.retry import Backoff
 from noetl.settings import Settings
 
@@ -66,20 +66,58 @@ class ApiClient:
         result: dict[str, Any] = self._call("GET", "/api/executions", params=params)
         return result
 
+    def register(self, content: str) -> dict[str, Any]:
+        """POST /api/catalog/register; {"path", "version", "catalog_id", "message", ...}."""
+        result: dict[str, Any] = self._call(
+            "POST", "/api/catalog/register", json={"content": content, "resource_type": "Playbook"}
+        )
+        return result
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """The latest version of each registered playbook."""
+        result: dict[str, Any] = self._call("POST", "/api/catalog/list", json={})
+        return list(result["entries"])
+
+    def catalog_entry(self, path: str, version: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"path": path}
+        if version is not None:
+            body["version"] = version
+        result: dict[str, Any] = self._call("POST", "/api/catalog/resource", json=body)
+        return result
+
+    def execute(self, path: str, payload: dict[str, Any], version: int | None = None) -> str:
+        """POST /api/execute; the new execution's id."""
+        body: dict[str, Any] = {"path": path, "payload": payload}
+        if version is not None:
+            body["version"] = version
+        result: dict[str, Any] = self._call("POST", "/api/execute", json=body)
+        return str(result["execution_id"])
+
+    def events(self, execution_id: str, after: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+        result: dict[str, Any] = self._call(
+            "GET", f"/api/executions/{execution_id}/events", params={"after": after, "limit": limit}
+        )
+        return list(result["items"])
+
+    def cancel(self, execution_id: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else {}
+        result: dict[str, Any] = self._call("POST", f"/api/executions/{execution_id}/cancel", json=body)
+        return result
+
     def wait(
         self,
         execution_id: str,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> dict[str, Any]:
-        """Poll the execution until it is completed, failed or dead; return it."""
+        """Poll the execution until it is COMPLETED, FAILED or CANCELLED; return it."""
         outage_since: float | None = None
         delays = POLL.delays()
         while True:
             try:
                 execution = self.execution(execution_id)
                 outage_since = None
-                if execution["status"] in FINISHED:
+                if execution["status"] in EXECUTION_FINISHED:
                     return execution
             except ServerUnreachable:
                 now = clock()

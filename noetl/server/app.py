@@ -22,7 +22,7 @@ from noetl.server import problems
 from noetl.server.auth import TokenAuth
 from noetl.server.limits import BodyLimit
 from noetl.server.reaper import run_reaper
-from noetl.server.routes import commands, executions, health, metrics, workers
+from noetl.server.routes import catalog, commands, executions, health, metrics, playbooks, workers
 from noetl.server.services import Services
 from noetl.settings import Settings
 
@@ -58,11 +58,11 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="NoETL",
         version=__version__,
-        description="Executions, commands and workers; see docs/api.md.",
+        description="Playbooks, executions, commands and workers; see docs/api.md.",
         lifespan=lifespan,
     )
     app.state.services = services
-    for module in (health, metrics, executions, commands, workers):
+    for module in (health, metrics, catalog, playbooks, executions, commands, workers):
         app.include_router(module.router)
     problems.install(app)
     # Starlette runs the last added middleware first: the token check, then the body limit.

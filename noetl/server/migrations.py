@@ -94,6 +94,75 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "catalog, playbook executions, step runs, NoETL events, cancelled commands",
+        """
+        CREATE TABLE noetl.catalog (
+            catalog_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            path text NOT NULL,
+            version integer NOT NULL CHECK (version >= 1),
+            kind text NOT NULL,
+            name text NOT NULL,
+            description text NOT NULL DEFAULT '',
+            content text NOT NULL,
+            -- sha256 of content: registering identical content again finds the existing version
+            content_hash text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            UNIQUE (path, version)
+        );
+        CREATE INDEX catalog_content_idx ON noetl.catalog (path, content_hash);
+
+        -- Executions speak NoETL's words now, `noetl submit` ones included.
+        UPDATE noetl.executions SET status = CASE status
+            WHEN 'completed' THEN 'COMPLETED' WHEN 'failed' THEN 'FAILED' WHEN 'dead' THEN 'FAILED'
+            ELSE 'RUNNING' END;
+        ALTER TABLE noetl.executions
+            ADD CONSTRAINT executions_status_check
+                CHECK (status IN ('RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED')),
+            -- NULL for a `noetl submit` execution; set for a playbook's
+            ADD COLUMN catalog_id bigint REFERENCES noetl.catalog,
+            ADD COLUMN path text,
+            ADD COLUMN version integer,
+            ADD COLUMN workload jsonb,
+            ADD COLUMN ctx jsonb,
+            ADD COLUMN result jsonb,
+            ADD COLUMN error text,
+            ADD COLUMN parent_execution_id uuid REFERENCES noetl.executions ON DELETE SET NULL,
+            ADD COLUMN finished_at timestamptz;
+        CREATE INDEX executions_parent_idx ON noetl.executions (parent_execution_id)
+            WHERE parent_execution_id IS NOT NULL;
+
+        CREATE TABLE noetl.step_runs (
+            execution_id uuid NOT NULL REFERENCES noetl.executions ON DELETE CASCADE,
+            step text NOT NULL,
+            status text NOT NULL
+                CHECK (status IN ('pending', 'running', 'done', 'failed', 'skipped', 'cancelled')),
+            result jsonb,
+            error text,
+            attempts integer NOT NULL DEFAULT 0,
+            started_at timestamptz,
+            finished_at timestamptz,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (execution_id, step)
+        );
+
+        ALTER TABLE noetl.commands
+            DROP CONSTRAINT commands_status_check,
+            ADD CONSTRAINT commands_status_check
+                CHECK (status IN ('pending', 'claimed', 'completed', 'failed', 'dead', 'cancelled')),
+            -- the step this command runs (NULL for `noetl submit`); iteration: a loop's item (part 2)
+            ADD COLUMN step text,
+            ADD COLUMN iteration integer,
+            ADD FOREIGN KEY (execution_id, step) REFERENCES noetl.step_runs ON DELETE CASCADE;
+        CREATE INDEX commands_step_idx ON noetl.commands (execution_id, step) WHERE step IS NOT NULL;
+
+        -- The engine's events (step.enter, call.done, ...) share the log: no command, a step name.
+        ALTER TABLE noetl.events
+            ADD COLUMN node_name text,
+            ADD COLUMN status text;
+        """,
+    ),
 )
 
 

@@ -22,7 +22,7 @@ from noetl.protocol.types import (
     Text,
     WorkerId,
 )
-from noetl.protocol.words import Status, WorkerEvent, WorkerState
+from noetl.protocol.words import EventType, ExecutionStatus, Status, StepStatus, WorkerEvent, WorkerState
 from noetl.tools.registry import Tool
 
 # --- requests ---------------------------------------------------------------------------------
@@ -57,6 +57,46 @@ class EventRequest(Strict):
         if self.type == "failed" and not isinstance(self.payload.get("error"), str):
             raise ValueError("a failed event needs payload.error, a readable string")
         return self
+
+
+class RegisterRequest(Strict):
+    # YAML text, or base64 of it (NoETL's clients send either).
+    content: Annotated[Text, Field(min_length=1)]
+    resource_type: Literal["Playbook", "playbook"] = "Playbook"
+
+
+class CatalogListRequest(Strict):
+    resource_type: Text | None = None
+
+
+class ResourceRequest(Strict):
+    path: Annotated[Text, Field(min_length=1, max_length=1000)]
+    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | Literal["latest"] | None = None
+
+
+class ExecuteRequest(Strict):
+    """NoETL's ``/api/execute``: a playbook by ``path`` (and ``version``) or by ``catalog_id``."""
+
+    path: Annotated[Text, Field(min_length=1, max_length=1000)] | None = None
+    catalog_id: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^[0-9]{1,18}$")] | None = None
+    version: Annotated[int, Field(ge=1, le=INT4_MAX)] | Literal["latest"] | None = None
+    payload: JsonObject | None = None
+    workload: JsonObject | None = None  # NoETL's synonym of payload
+    # Sent by NoETL's own clients; accepted and not used here.
+    resource_type: Literal["Playbook", "playbook"] | None = None
+    merge: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ExecuteRequest:
+        if self.path is None and self.catalog_id is None:
+            raise ValueError("give the playbook's path (or its catalog_id)")
+        if self.payload is not None and self.workload is not None:
+            raise ValueError("give payload or workload (synonyms), not both")
+        return self
+
+
+class CancelRequest(Strict):
+    reason: Annotated[Text, Field(max_length=1000)] | None = None
 
 
 class ReleaseRequest(Strict):
@@ -151,14 +191,37 @@ class EventView(BaseModel):
 
 class ExecutionSummary(BaseModel):
     execution_id: UUID
-    status: Status
+    status: ExecutionStatus
+    # Set for a playbook's execution; None for a `noetl submit` one.
+    path: str | None = None
+    version: int | None = None
+    catalog_id: str | None = None
+    parent_execution_id: UUID | None = None
     created_at: datetime
     updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class StepView(BaseModel):
+    name: str
+    status: StepStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any = None
+    error: str | None = None
 
 
 class ExecutionView(ExecutionSummary):
-    commands: list[CommandView]
-    events: list[EventView]
+    """Summary first: a playbook's execution lists its steps (the events are paged by
+    ``/events``); a `noetl submit` one lists its command and events instead."""
+
+    workload: dict[str, Any] | None = None
+    result: Any = None
+    error: str | None = None
+    steps: list[StepView] | None = None
+    commands: list[CommandView] | None = None
+    events: list[EventView] | None = None
 
 
 class ExecutionPage(BaseModel):
@@ -188,3 +251,72 @@ class Problem(BaseModel):
     """Every error answer: one readable line."""
 
     detail: str
+
+
+# --- the catalog and playbook executions (NoETL's shapes) ------------------------------------
+
+
+class CatalogEntry(BaseModel):
+    path: str
+    version: int
+    kind: str
+    name: str
+    description: str
+    created_at: datetime
+    catalog_id: str
+
+
+class CatalogEntries(BaseModel):
+    entries: list[CatalogEntry]
+
+
+class CatalogResource(CatalogEntry):
+    content: str
+
+
+class Registered(BaseModel):
+    status: Literal["success"] = "success"
+    path: str
+    version: int
+    catalog_id: str
+    kind: str
+    message: str
+
+
+class Started(BaseModel):
+    execution_id: str
+    status: Literal["started"] = "started"
+
+
+class PlaybookEvent(BaseModel):
+    event_id: int
+    event_type: EventType
+    node_name: str | None
+    status: str | None
+    created_at: datetime
+    result: Any = None
+    error: str | None = None
+
+
+class PlaybookEvents(BaseModel):
+    items: list[PlaybookEvent]
+
+
+class Progress(BaseModel):
+    total_steps: int
+    completed_steps: int
+    running_steps: int
+    failed_steps: int
+
+
+class ExecutionProgress(BaseModel):
+    execution_id: UUID
+    status: ExecutionStatus
+    current_step: str | None
+    progress: Progress
+    is_cancelled: bool
+
+
+class Cancelled(BaseModel):
+    execution_id: UUID
+    status: ExecutionStatus

@@ -24,6 +24,10 @@ class NotFound(Exception):
     """The named execution, command or worker does not exist (404)."""
 
 
+class Invalid(Exception):
+    """The request is well formed but its content cannot be used: a broken playbook (422)."""
+
+
 class Conflict(Exception):
     """The request is valid but the state does not allow it: lease lost, command finished (409)."""
 
@@ -37,6 +41,9 @@ def install(app: FastAPI) -> None:
 
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         return problem(404, str(exc))
+
+    async def invalid_content(_: Request, exc: Exception) -> JSONResponse:
+        return problem(422, str(exc))
 
     async def conflict(_: Request, exc: Exception) -> JSONResponse:
         return problem(409, str(exc))
@@ -55,6 +62,7 @@ def install(app: FastAPI) -> None:
         return problem(422, f"a value cannot be stored: {exc}")
 
     app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(Invalid, invalid_content)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(DatabaseUnavailable, unavailable)
     app.add_exception_handler(RequestValidationError, invalid)

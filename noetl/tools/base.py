@@ -130,8 +130,8 @@ async def run_process(
     the group is killed before the cancellation goes on. Raises ``ToolError`` when the program
     cannot be started.
     """
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -141,6 +141,18 @@ async def run_process(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+    )
+    try:
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        # Cancelled while asyncio still connects the pipes: its own clean-up would kill only the
+        # direct child, then wait for the pipes that the child's children hold (a `sleep 300 &`
+        # kept a cancelled command alive for 300 s). Let the spawn finish, kill the whole group.
+        with contextlib.suppress(Exception):  # a spawn that failed left nothing to kill
+            started = await spawn
+            kill_group(started.pid)
+            await asyncio.wait_for(started.wait(), _PIPE_GRACE)
+        raise
     except FileNotFoundError:
         raise ToolError(f"cannot run {argv[0]!r}: no such program") from None
     except NotADirectoryError:

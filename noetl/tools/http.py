@@ -1,8 +1,11 @@
-"""The http tool: ``url`` with optional ``method``, ``headers``, ``json`` or ``body``, ``timeout``.
+"""The http tool: ``url`` with optional ``method``, ``headers``, ``params`` (the query string),
+``json`` or ``body``, ``timeout_seconds``. NoETL's spellings are accepted too: ``endpoint`` for
+``url``, ``payload`` for ``json``, ``timeout`` for ``timeout_seconds``.
 
-Result: ``{"status", "headers", "body"}``, the body parsed as JSON when the response says it is
-JSON, else text (cut at ``OUTPUT_LIMIT`` bytes with a marker). A status of 400 or more is a
-failure carrying the same fields as its output; so are connection errors and timeouts.
+Result: ``{"status_code", "headers", "data", "body"}``: ``data`` is the answer parsed as JSON when it
+says it is JSON, else its text (cut at ``OUTPUT_LIMIT`` bytes with a marker), and ``body`` the same.
+A status of 400 or more is a failure carrying the same fields as its output; so are connection
+errors and timeouts.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from noetl.errors import ConfigError
 from noetl.protocol.types import JsonValue, Seconds, Strict, Text
@@ -35,25 +46,65 @@ def _method(value: str) -> str:
     return method
 
 
+Url = Annotated[Text, Field(min_length=1, max_length=8192, pattern=r"^https?://[^\s/?#]+")]
+Scalar = Text | int | float | bool
+
+
+def _params(value: Any) -> Any:
+    """Checked whole, so that a mistake reads as one line rather than one per branch of the union."""
+    if not isinstance(value, dict):
+        return value  # the model's own message
+    for key, item in value.items():
+        items = item if isinstance(item, list) else [item]
+        if not all(isinstance(one, str | int | float) for one in items):
+            raise ValueError(f"{key!r} must be a string, a number, a boolean or a list of them")
+    return value
+
+
 class Args(Strict):
     """What an http command accepts; the server validates requests and the worker runs them with it."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kind: Literal["http"]
-    url: Annotated[Text, Field(min_length=1, max_length=8192, pattern=r"^https?://[^\s/?#]+")]
+    endpoint: Url | None = None  # NoETL's name for `url`
+    url: Url | None = Field(None, validate_default=True)
     method: Annotated[str, AfterValidator(_method)] = "GET"
     headers: dict[Text, Text] | None = None
+    # The query string; a list value repeats the key.
+    params: Annotated[dict[Text, Scalar | list[Scalar]], BeforeValidator(_params)] | None = None
     json_body: JsonValue = Field(default=None, alias="json")
+    payload: JsonValue = None  # NoETL's name for `json`
     body: Text | None = None
-    # Never longer than the command's own timeout.
+    # Never longer than the command's own timeout; `timeout` is the older spelling.
+    timeout_seconds: Seconds | None = None
     timeout: Seconds | None = None
 
+    @field_validator("url", mode="after")
+    @classmethod
+    def _one_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # `endpoint` is declared first, so it is known here (absent when it was invalid).
+        if (value is None) == (info.data.get("endpoint") is None) and "endpoint" in info.data:
+            raise ValueError("give `url` (or NoETL's `endpoint`), one of them")
+        return value
+
     @model_validator(mode="after")
-    def _one_body(self) -> Args:
-        if "json_body" in self.model_fields_set and self.body is not None:
-            raise ValueError("give `json` or `body`, not both")
+    def _one_of_each(self) -> Args:
+        given = self.model_fields_set
+        bodies = [name for name in ("json_body", "payload") if name in given] + (
+            ["body"] if self.body is not None else []
+        )
+        if len(bodies) > 1:
+            raise ValueError("give `json`, `payload` or `body`, only one of them")
+        if self.timeout_seconds is not None and self.timeout is not None:
+            raise ValueError("give `timeout_seconds` or `timeout`, not both")
         return self
+
+    @property
+    def target(self) -> str:
+        url = self.url or self.endpoint
+        assert url is not None  # the model requires one of them
+        return url
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +112,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--method", default="GET", help="one of " + ", ".join(METHODS))
     parser.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="header (repeat)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="query parameter (repeat)"
+    )
     parser.add_argument("--json", dest="json_body", metavar="JSON", help="JSON request body")
 
 
@@ -69,6 +123,8 @@ def from_flags(args: argparse.Namespace) -> dict[str, Any]:
     tool: dict[str, Any] = {"kind": KIND, "url": args.url, "method": args.method.upper()}
     if args.header:
         tool["headers"] = {k: v.strip() for k, v in parse_pairs(args.header, "--header", ":")}
+    if args.param:
+        tool["params"] = dict(parse_pairs(args.param, "--param"))
     if args.json_body is not None:
         try:
             tool["json"] = json.loads(args.json_body)
@@ -79,7 +135,8 @@ def from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def describe(tool: Mapping[str, Any]) -> str:
     """One line for `noetl status`."""
-    return f"http: {tool.get('method', 'GET')} {mask_url(str(tool.get('url', '')))}"
+    url = tool.get("url") or tool.get("endpoint") or ""
+    return f"http: {tool.get('method', 'GET')} {mask_url(str(url))}"
 
 
 def _body(content: bytes, content_type: str, more: bool) -> Any:
@@ -107,13 +164,17 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Send the request; ``completed`` with the response when its status is below 400, else ``failed``."""
     import httpx  # here, not at the top: `noetl --help` lists this kind's flags and must stay fast
 
-    url, method = args.url, args.method
-    timeout = min(args.timeout or ctx.timeout, ctx.timeout)
+    url, method = args.target, args.method
+    timeout = min(args.timeout_seconds or args.timeout or ctx.timeout, ctx.timeout)
     headers = dict(args.headers or {})
     shown = mask_url(url)
     kwargs: dict[str, Any] = {"headers": headers}
+    if args.params:
+        kwargs["params"] = args.params
     if "json_body" in args.model_fields_set:
         kwargs["json"] = args.json_body
+    elif "payload" in args.model_fields_set:
+        kwargs["json"] = args.payload
     elif args.body is not None:
         kwargs["content"] = args.body.encode()
     try:
@@ -128,10 +189,12 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
         raise ToolError(f"{method} {shown}: no answer within {timeout:g}s") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise ToolError(f"{method} {shown}: {type(exc).__name__}: {exc}") from None
+    data = _body(content, response.headers.get("content-type", ""), more)
     fields = {
-        "status": response.status_code,
+        "status_code": response.status_code,
         "headers": dict(response.headers),
-        "body": _body(content, response.headers.get("content-type", ""), more),
+        "data": data,
+        "body": data,
     }
     if response.status_code >= 400:
         error = f"{method} {shown} answered {response.status_code} {response.reason_phrase}".rstrip()

@@ -1,8 +1,11 @@
-"""The python tool: ``code`` plus ``args`` -> the JSON-serialisable value the code assigns to ``result``.
+"""The python tool: ``code`` -> the JSON-serialisable value the code assigns to ``result``.
 
-As in NoETL playbooks, the arguments are variables in the code's namespace. The code runs in a
-child interpreter (``python_runner``) in its own process group, so a timeout, a crash or an
-``exit()`` fails the command and never the worker.
+As in NoETL playbooks, each key of ``args`` and ``input`` is a global of the code, ``input_data``
+holds them all, ``context`` is a read-only mapping of what the playbook's templates see, and
+``libs`` (alias -> module) are imported first; a top-level ``return`` sets the result, and a ``main``
+is called when the code defines one and sets no ``result`` (see ``python_runner``). The code runs
+in a child interpreter in its own process group, so a timeout, a crash or an ``exit()`` fails the
+command and never the worker.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
-from noetl.protocol.types import JsonValue, NonBlank, Strict
+from noetl.protocol.types import JsonObject, JsonValue, NonBlank, Strict
 from noetl.tools.base import Outcome, ToolContext, run_process
 from noetl.tools.flags import parse_pairs, parse_value
 
@@ -36,13 +39,29 @@ def _identifiers(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _modules(libs: dict[str, str]) -> dict[str, str]:
+    _identifiers(libs)
+    bad = [name for name in libs.values() if not all(part.isidentifier() for part in name.split("."))]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a module's import path")
+    return libs
+
+
+Variables = Annotated[dict[str, JsonValue], AfterValidator(_identifiers)]
+
+
 class Args(Strict):
     """What a python command accepts; the server validates requests and the worker runs them with it."""
 
     kind: Literal["python"]
     code: NonBlank
-    # Variables of the code's namespace.
-    args: Annotated[dict[str, JsonValue], AfterValidator(_identifiers)] | None = None
+    # Variables of the code's namespace: `args` (as `noetl submit` sends them), then a playbook's `input`.
+    args: Variables | None = None
+    input: Variables | None = None
+    # What the playbook's templates see, read-only in the code.
+    context: JsonObject | None = None
+    # alias -> module, imported before the code runs: {"pd": "pandas"}.
+    libs: Annotated[dict[str, str], AfterValidator(_modules)] | None = None
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +91,14 @@ def describe(tool: Mapping[str, Any]) -> str:
 
 
 def _request(args: Args) -> bytes:
-    return json.dumps({"code": args.code, "args": args.args or {}}).encode()
+    request = {
+        "code": args.code,
+        "args": args.args or {},
+        "input": args.input or {},
+        "context": args.context or {},
+        "libs": args.libs or {},
+    }
+    return json.dumps(request).encode()
 
 
 def _read_answer(path: Path) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Protocol, cast
 from pydantic import Field, ValidationError
 
 from noetl.protocol.types import Strict, describe_validation
-from noetl.tools import http, python, shell
+from noetl.tools import http, noop, python, shell, tasks
 from noetl.tools.base import Outcome, ToolContext, ToolError
 
 __all__ = ["KINDS", "TOOL_KINDS", "Outcome", "Tool", "ToolContext", "ToolError", "run_tool", "tool_spec"]
@@ -38,11 +38,11 @@ class ToolKind(Protocol):
     def describe(self, tool: Mapping[str, Any], /) -> str: ...
 
 
-_MODULES = (shell, python, http)
+_MODULES = (shell, python, http, noop, tasks)
 KINDS: dict[str, ToolKind] = {module.KIND: cast(ToolKind, module) for module in _MODULES}
 TOOL_KINDS = tuple(KINDS)
 # The ``tool`` of a request: one of the kinds' argument models, chosen by ``kind``.
-Tool = Annotated[shell.Args | python.Args | http.Args, Field(discriminator="kind")]
+Tool = Annotated[shell.Args | python.Args | http.Args | noop.Args | tasks.Args, Field(discriminator="kind")]
 
 # Extra time a tool gets past the command's timeout to kill its children and report on its own.
 _GUARD_GRACE = 5.0

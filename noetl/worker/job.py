@@ -4,7 +4,8 @@ Claim the command (409: someone else has it or it is finished: ack and skip); re
 run the tool while heartbeating the lease; report ``completed`` or ``failed``; ack. When the worker
 drains past its deadline the job is released instead: the tool's processes are killed and the
 lease handed back, so another worker takes the command at once. When the lease is lost (the server
-gave the command to another attempt) the tool is killed and nothing more is reported.
+gave the command to another attempt, or its execution was cancelled) the tool's process group is
+killed and nothing more is reported.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ log = logging.getLogger("noetl.worker")
 
 # How long a claim is retried while the server is away before the notice goes back to NATS.
 CLAIM_PATIENCE = ACK_WAIT / 2
+# A cancelled execution revokes its commands' leases; a running tool learns it at its next
+# heartbeat, so heartbeats come at least this often (seconds): a cancel stops it within ~1 s.
+CANCEL_NOTICE = 1.0
 # Errors in log lines are cut to this many characters: a preview, not a payload.
 PREVIEW = 160
 
@@ -48,8 +52,8 @@ class JobSettings:
 
     @property
     def heartbeat_interval(self) -> float:
-        """Well inside the lease, and inside the notice's ack wait."""
-        return min(self.lease / 3, ACK_WAIT / 3)
+        """Well inside the lease and the notice's ack wait, and often enough to see a cancel."""
+        return min(self.lease / 3, ACK_WAIT / 3, CANCEL_NOTICE)
 
     @property
     def report_patience(self) -> float:

@@ -9,6 +9,7 @@ created a command that must end properly.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,11 @@ from typing import Any
 
 import httpx
 
+from noetl.protocol.words import EXECUTION_STATUSES
+
 FINISHED = ("completed", "failed", "dead")
+# The execution's status (NoETL's words) once its one command ended this way.
+EXECUTION_OF = {"completed": "COMPLETED", "failed": "FAILED", "dead": "FAILED"}
 
 # A mixed workload of real commands: shell no-ops, short sleeps and python no-ops.
 TRUE = {"kind": "shell", "command": ["true"]}
@@ -56,7 +61,7 @@ def judge(execution: Mapping[str, Any]) -> Verdict:
     kinds = Counter(e["type"] for e in events)
     status = command["status"]
     problem: str | None = None
-    if status not in FINISHED or execution["status"] != status:
+    if status not in FINISHED or execution["status"] != EXECUTION_OF[status]:
         problem = f"left {status} (execution {execution['status']})"
     elif status == "completed":
         done = [e for e in events if e["type"] == "completed"]
@@ -148,12 +153,19 @@ class Load:
     def counts(self) -> Counter[str]:
         """Executions by status."""
         counts: Counter[str] = Counter()
-        for status in ("pending", "claimed", *FINISHED):
+        for status in EXECUTION_STATUSES:
             counts[status] = int(self.get(f"/api/executions?status={status}&limit=1")["total"])
         return counts
 
+    def command_counts(self) -> Counter[str]:
+        """Commands by status, from the server's metrics."""
+        response = httpx.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        found = re.findall(r'^noetl_commands\{status="(\w+)"\} ([0-9.]+)$', response.text, re.MULTILINE)
+        return Counter({status: int(float(n)) for status, n in found})
+
     def wait_settled(self, expected: int, timeout: float) -> Counter[str]:
-        """Wait until at least ``expected`` executions exist and none is pending or claimed."""
+        """Wait until at least ``expected`` executions exist and none is RUNNING."""
         deadline = time.monotonic() + timeout
         counts: Counter[str] = Counter()
         while time.monotonic() < deadline:
@@ -163,7 +175,7 @@ class Load:
                 time.sleep(0.3)
                 continue
             total = sum(counts.values())
-            if total >= expected and counts["pending"] == 0 and counts["claimed"] == 0:
+            if total >= expected and counts["RUNNING"] == 0:
                 return counts
             time.sleep(0.3)
         raise AssertionError(f"not settled after {timeout}s: {dict(counts)} (expected {expected})")
@@ -187,7 +199,7 @@ def wait_claimed(load: Load, at_least: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     counts: Counter[str] = Counter()
     while time.monotonic() < deadline:
-        counts = load.counts()
+        counts = load.command_counts()
         if counts["claimed"] >= at_least:
             return
         time.sleep(0.1)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.image.stack import (
     Backends,
+    api,
     grace_seconds,
     manifest_stack,
     run_container,
@@ -51,7 +52,10 @@ def assert_graceful(logs: str, processes: list[str]) -> None:
 
 
 def wait_claimed(port: int, execution_id: str) -> None:
-    wait_status(port, execution_id, {"claimed"}, timeout=60)
+    deadline = time.monotonic() + 60
+    while api(port, "GET", f"/api/executions/{execution_id}")["commands"][0]["status"] != "claimed":
+        assert time.monotonic() < deadline, f"{execution_id} not claimed after 60 s"
+        time.sleep(0.2)
     time.sleep(0.5)  # the tool is started right after the claim
 
 
@@ -69,8 +73,8 @@ def test_worker_stops_gracefully_while_running_a_command(image: str, backends: B
         assert_graceful(logs, ["worker_00", "worker_01"])
         assert any("draining" in m for m in messages(logs, "worker_"))
         # The running command was let finish and reported, not cut off.
-        done = wait_status(stack.port, execution, {"completed", "failed", "dead"}, timeout=10)
-        assert done["status"] == "completed", done
+        done = wait_status(stack.port, execution, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=10)
+        assert done["status"] == "COMPLETED", done
         assert "finished while draining" in str(done)
         print(f"\nworker docker stop (command running): {took:.1f} s")
 

@@ -77,7 +77,7 @@ def _complete_one(stack: Stack) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status, execution = stack.api("GET", f"/api/executions/{execution_id}")
-        if execution["status"] == "completed":
+        if execution["status"] == "COMPLETED":
             return str(execution_id)
         time.sleep(0.2)
     raise AssertionError(f"not completed: {execution}\n{stack.output()[-3000:]}")
@@ -107,7 +107,7 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         stack.wait_running(PROGRAMS)
         stack.wait_ready()
         status, execution = stack.api("GET", f"/api/executions/{execution_id}")
-        assert status == 200 and execution["status"] == "completed"
+        assert status == 200 and execution["status"] == "COMPLETED"
         second_start = stack.output().rsplit("noetl | starting", 1)[1]
         assert "database system was shut down at" in second_start  # a clean stop: no crash recovery
         assert "automatic recovery" not in second_start

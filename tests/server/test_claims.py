@@ -62,7 +62,8 @@ def test_claim_of_unknown_or_finished_command(api: httpx.Client) -> None:
     again = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w2"})
     assert again.status_code == 409
     assert "completed" in again.json()["detail"]
-    assert execution(api, ids["execution_id"])["status"] == "completed"
+    done = execution(api, ids["execution_id"])
+    assert (done["status"], done["result"], done["error"]) == ("COMPLETED", 42, None)
     assert command_of(api, ids["execution_id"])["result"] == 42
 
 
@@ -210,9 +211,15 @@ def test_list_executions_filter_and_pages(api: httpx.Client) -> None:
     page = api.get("/api/executions", params={"limit": 2, "offset": 1}).json()
     assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
     assert [i["execution_id"] for i in page["items"]] == list(reversed(made))[1:3]
-    claimed = api.get("/api/executions", params={"status": "claimed"}).json()
-    assert [i["execution_id"] for i in claimed["items"]] == [made[0]]
-    assert api.get("/api/executions", params={"status": "bogus"}).status_code == 422
+    api.post(
+        f"/api/commands/{cid}/events",
+        json={"worker_id": "w", "attempt": 1, "type": "failed", "payload": {"error": "exit 1"}},
+    )
+    failed = api.get("/api/executions", params={"status": "FAILED"}).json()
+    assert [i["execution_id"] for i in failed["items"]] == [made[0]]
+    assert api.get("/api/executions", params={"status": "RUNNING"}).json()["total"] == 4
+    # The command's words are not the execution's.
+    assert api.get("/api/executions", params={"status": "claimed"}).status_code == 422
 
 
 def test_metrics_report_commands_and_latency(api: httpx.Client) -> None:

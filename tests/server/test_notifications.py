@@ -72,7 +72,9 @@ def test_command_is_dead_after_max_attempts_with_a_failed_event(api: httpx.Clien
             f"/api/commands/{cid}/claim", json={"worker_id": f"w{attempt}", "lease_seconds": 0.3}
         )
         assert claim.json()["attempt"] == attempt
-    done: dict[str, Any] = wait_for(lambda: (e := execution(api, eid))["status"] == "dead" and e, what="dead")
+    done: dict[str, Any] = wait_for(
+        lambda: (e := execution(api, eid))["status"] == "FAILED" and e, what="dead"
+    )
     command = done["commands"][0]
     assert (command["status"], command["lost_leases"]) == ("dead", 2)
     assert "lease expired 2 times" in command["error"]

@@ -12,14 +12,15 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from noetl.protocol.words import STATUSES, WORKER_STATES
+from noetl.protocol.words import EXECUTION_STATUSES, STATUSES, STEP_STATUSES, WORKER_STATES
 from noetl.server.migrations import MIGRATIONS, current_version, migrate
 from tests.server.conftest import ROOT, Server, clean_env, pg_fetch, submit
 
 pytestmark = pytest.mark.integration
 
 LATEST = MIGRATIONS[-1].version
-TABLES = ["commands", "events", "executions", "schema_version", "workers"]
+TABLES = ["catalog", "commands", "events", "executions", "schema_version", "step_runs", "workers"]
+ALL = ", ".join(str(m.version) for m in MIGRATIONS)
 
 
 def _db_init(env: dict[str, str]) -> subprocess.Popen[str]:
@@ -46,7 +47,7 @@ def test_db_init_twice(pg_env: dict[str, str]) -> None:
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         outputs.append(out.strip())
-    assert outputs == [f"schema at version {LATEST} (applied 1)", f"schema already at version {LATEST}"]
+    assert outputs == [f"schema at version {LATEST} (applied {ALL})", f"schema already at version {LATEST}"]
     assert _tables(pg_env) == TABLES
 
 
@@ -113,7 +114,7 @@ def test_init_db_flag_runs_migrations_before_serving(pg_env: dict[str, str]) -> 
             timeout=60,
         )
     assert proc.returncode == 5, proc.stderr
-    assert f"schema at version {LATEST} (applied now: [1])" in proc.stderr
+    assert f"schema at version {LATEST} (applied now: [{ALL}])" in proc.stderr
     assert _tables(pg_env) == TABLES
 
 
@@ -143,3 +144,57 @@ def test_sql_check_constraints_spell_the_protocol_words(pg_env: dict[str, str]) 
     )
     assert tuple(_check_words(pg_env, "commands", "status")) == STATUSES
     assert tuple(_check_words(pg_env, "workers", "status")) == WORKER_STATES
+    assert tuple(_check_words(pg_env, "executions", "status")) == EXECUTION_STATUSES
+    assert tuple(_check_words(pg_env, "step_runs", "status")) == STEP_STATUSES
+
+
+def test_migration_2_renames_the_statuses_of_earlier_executions(pg_env: dict[str, str]) -> None:
+    """Executions recorded by version 1 in the command's words read in NoETL's words after 2."""
+    old = {
+        "pending": "RUNNING",
+        "claimed": "RUNNING",
+        "completed": "COMPLETED",
+        "failed": "FAILED",
+        "dead": "FAILED",
+    }
+
+    async def run() -> list[tuple[str, str]]:
+        conn = await _connect(pg_env)
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE SCHEMA noetl")
+                await conn.execute(
+                    "CREATE TABLE noetl.schema_version (version integer PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                await conn.execute(MIGRATIONS[0].sql)
+                await conn.execute("INSERT INTO noetl.schema_version (version, name) VALUES (1, 'one')")
+                for word in old:
+                    await conn.execute(
+                        "INSERT INTO noetl.executions (execution_id, status) VALUES (gen_random_uuid(), $1)",
+                        word,
+                    )
+            before = [
+                r["execution_id"]
+                for r in await conn.fetch("SELECT execution_id FROM noetl.executions ORDER BY status")
+            ]
+            words = [
+                r["status"] for r in await conn.fetch("SELECT status FROM noetl.executions ORDER BY status")
+            ]
+            assert await migrate(conn) == [m.version for m in MIGRATIONS[1:]]
+            after = await conn.fetch("SELECT execution_id, status FROM noetl.executions")
+            renamed = {r["execution_id"]: r["status"] for r in after}
+            return [(w, renamed[e]) for w, e in zip(words, before, strict=True)]
+        finally:
+            await conn.close()
+
+    assert sorted(asyncio.run(run())) == sorted(old.items())
+
+
+async def _connect(pg_env: dict[str, str]) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=pg_env["POSTGRES_HOST"],
+        port=int(pg_env["POSTGRES_PORT"]),
+        user=pg_env["POSTGRES_USER"],
+        database=pg_env["POSTGRES_DB"],
+    )

@@ -92,7 +92,7 @@ def test_submit_python_wait_failed_exits_1(server: Server, api: httpx.Client, na
     code, out, err = finish(proc)
     assert code == 1
     assert json.loads(out) == {"error": "SystemExit: 3"}
-    assert "failed: SystemExit: 3" in err
+    assert "FAILED: SystemExit: 3" in err
     assert seen["tool"] == {
         "kind": "python",
         "code": "raise SystemExit(3)",
@@ -123,7 +123,7 @@ def test_submit_file_and_status(server: Server, api: httpx.Client, tmp_path: Pat
 
     code, out, err = finish(noetl(server, "status", execution_id))
     assert code == 0, err
-    assert out.splitlines()[0] == f"execution {execution_id}  pending"
+    assert out.splitlines()[0] == f"execution {execution_id}  RUNNING"
     assert "shell: echo hi" in out
     assert "created" in out.splitlines()[-1]
     code, out, _ = finish(noetl(server, "status", execution_id, "--json"))

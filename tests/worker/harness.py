@@ -20,10 +20,11 @@ from typing import Any
 
 import httpx
 
+from noetl.protocol.words import EXECUTION_FINISHED
 from tests.services import free_port, stop_pid, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-FINISHED = ("completed", "failed", "dead")
+FINISHED = EXECUTION_FINISHED
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -95,6 +96,18 @@ class Api:
                 return view
             time.sleep(0.1)
         raise AssertionError(f"{execution_id} not {status} after {timeout}s: {self.execution(execution_id)}")
+
+    def wait_command_status(self, execution_id: str, status: str, timeout: float) -> dict[str, Any]:
+        """Wait until the execution's (one) command has ``status``; the execution."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            view = self.execution(execution_id)
+            if view["commands"][0]["status"] == status:
+                return view
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{execution_id}'s command not {status} after {timeout}s: {self.execution(execution_id)}"
+        )
 
 
 @dataclass
@@ -201,6 +214,6 @@ def worker_events(view: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
 def assert_completed_once(view: Mapping[str, Any]) -> None:
     """The execution completed, with exactly one completed event and no failed one."""
     counts = Counter(event_types(view))
-    assert view["status"] == "completed", view
+    assert view["status"] == "COMPLETED", view
     assert counts["completed"] == 1, view
     assert counts["failed"] == 0, view

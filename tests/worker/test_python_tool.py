@@ -71,3 +71,63 @@ def test_the_code_runs_in_a_scratch_directory_of_its_own() -> None:
     second = python("import os; result = os.getcwd()").result
     assert first != second
     assert not Path(first).exists()  # cleaned up after the command
+
+
+def run_python(**tool: object) -> Outcome:
+    return asyncio.run(run_tool({"kind": "python", **tool}, ToolContext(20, ENV)))
+
+
+def test_input_keys_are_globals_and_input_data_holds_them_all() -> None:
+    outcome = run_python(
+        code="result = {'sum': a + b, 'all': input_data}", args={"a": 1, "b": 1}, input={"b": 2, "c": "x"}
+    )
+    # `input` (a playbook's) comes after `args` (noetl submit's)
+    assert outcome.result == {"sum": 3, "all": {"a": 1, "b": 2, "c": "x"}}
+
+
+def test_context_is_there_and_read_only() -> None:
+    outcome = run_python(code="result = context['start']['n'] + 1", context={"start": {"n": 41}})
+    assert outcome.result == 42
+    outcome = run_python(code="context['x'] = 1", context={"start": {}})
+    assert outcome.error == "TypeError (line 1): 'mappingproxy' object does not support item assignment"
+
+
+def test_libs_are_imported_under_their_alias() -> None:
+    outcome = run_python(
+        code="result = [m.floor(2.5), p.basename('/a/b')]", libs={"m": "math", "p": "os.path"}
+    )
+    assert outcome.result == [2, "b"]
+    outcome = run_python(code="result = 1", libs={"pd": "surely_not_installed"})
+    assert outcome.error == (
+        "python tool: libs.pd: cannot import 'surely_not_installed': No module named 'surely_not_installed'"
+    )
+
+
+def test_a_top_level_return_sets_the_result() -> None:
+    code = "if n > 1:\n    return {'big': n}\nresult = 'small'"
+    assert run_python(code=code, input={"n": 5}).result == {"big": 5}
+    assert run_python(code=code, input={"n": 0}).result == "small"
+    # not caught by the code's own `except Exception`, and a function's return is its own
+    code = "def f():\n    return 2\ntry:\n    return f() * 10\nexcept Exception:\n    result = 'caught'"
+    assert run_python(code=code).result == 20
+
+
+def test_main_is_called_with_the_input_keys_it_names() -> None:
+    code = (
+        "def main(a, b=10, context=None, **rest):\n"
+        "    return {'a': a, 'b': b, 'ctx': context['k'], 'rest': rest}"
+    )
+    outcome = run_python(code=code, input={"a": 1, "z": 2}, context={"k": "v"})
+    assert outcome.result == {"a": 1, "b": 10, "ctx": "v", "rest": {"z": 2}}
+    # a `result` set by the code wins; main is not called
+    assert run_python(code="def main():\n    raise ValueError\nresult = 3").result == 3
+    outcome = run_python(code="def main(missing):\n    return 1", input={"a": 1})
+    assert outcome.error == "TypeError: main() takes 'missing', which is not an input key"
+
+
+def test_noetls_ready_made_modules() -> None:
+    outcome = run_python(
+        code="result = [json.dumps({'a': 1}), type(uuid.uuid4()).__name__, os.sep, "
+        "datetime.date(2024, 1, 2).isoformat()]"
+    )
+    assert outcome.result == ['{"a": 1}', "UUID", "/", "2024-01-02"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 from pathlib import Path
+
+import psutil
 
 from noetl.tools.base import OUTPUT_LIMIT
 from noetl.tools.registry import Outcome, ToolContext, run_tool
@@ -89,3 +93,55 @@ def test_cancelling_the_tool_kills_its_processes(tmp_path: Path) -> None:
 def test_killed_by_a_signal_says_so() -> None:
     outcome = shell("kill -9 $$")
     assert outcome.error == "killed by signal 9"
+
+
+def cmds(lines: list[str], timeout: float = 10, **extra: object) -> Outcome:
+    return asyncio.run(run_tool({"kind": "shell", "cmds": lines, **extra}, ToolContext(timeout, ENV)))
+
+
+def test_cmds_run_in_order_in_one_shell() -> None:
+    outcome = cmds(["X=from-first", "echo one", 'echo "$X"', "echo err >&2"])
+    assert outcome.ok
+    assert outcome.result == {"exit_code": 0, "stdout": "one\nfrom-first\n", "stderr": "err\n"}
+
+
+def test_the_first_failing_cmd_stops_the_rest_with_its_exit_code() -> None:
+    outcome = cmds(["echo before", "echo broken >&2; exit 4", "echo after"])
+    assert not outcome.ok
+    assert outcome.error == "exited with code 4: broken"
+    assert outcome.output == {"exit_code": 4, "stdout": "before\n", "stderr": "broken\n"}
+
+
+def test_timeout_seconds_bounds_the_command_and_kills_its_group(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    # 2 s: time enough for the first line to write its pid on a busy machine
+    outcome = cmds([f"sleep 300 & echo $! > {pids}", "sleep 300"], timeout=60, timeout_seconds=2)
+    assert outcome.error == "timed out after 2s: killed"
+    assert wait_gone(read_pids(pids, 1)) == []
+    # the command's own timeout still wins when it is shorter
+    assert cmds(["sleep 300"], timeout=0.3, timeout_seconds=30).error == "timed out after 0.3s: killed"
+
+
+def test_a_cancel_while_the_process_is_being_set_up_kills_its_group(tmp_path: Path) -> None:
+    # Under load a lost lease can land while asyncio still connects the child's pipes. asyncio's own
+    # clean-up then kills only the shell and waits for pipes its `sleep` still holds: 300 s.
+    pids = tmp_path / "pids"
+
+    async def scenario() -> None:
+        me = psutil.Process()
+        command = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
+        task = asyncio.ensure_future(run_tool({"kind": "shell", "command": command}, ToolContext(60, ENV)))
+        while not me.children():  # the shell is spawned; its pipes are not connected yet
+            await asyncio.sleep(0)
+        started = read_pids(pids, 2)  # blocking on purpose: the loop must not connect them meanwhile
+        task.cancel()
+        try:
+            done, _ = await asyncio.wait({task}, timeout=20)
+            assert task in done and task.cancelled()
+            assert wait_gone(started) == []
+        finally:
+            for pid in started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    asyncio.run(scenario())

@@ -53,7 +53,7 @@ def test_200_mixed_commands_complete_exactly_once(stack: Stack) -> None:
             ids.append(api.submit({"kind": "python", "code": "result = n + 1", "args": {"n": i}})[0])
         else:
             ids.append(api.submit({"kind": "shell", "command": ["echo", str(i)]})[0])
-    api.wait_count("completed", 200, timeout=240)
+    api.wait_count("COMPLETED", 200, timeout=240)
     names: Counter[str] = Counter()
     for eid in ids:
         view = api.execution(eid)
@@ -62,7 +62,7 @@ def test_200_mixed_commands_complete_exactly_once(stack: Stack) -> None:
         assert view["commands"][0]["attempt"] == 1
         names[worker_events(view, "completed")[0]["worker_id"].split(":")[1]] += 1
     assert set(names) == WORKERS
-    for status in ("pending", "claimed", "failed", "dead"):
+    for status in ("RUNNING", "FAILED", "CANCELLED"):
         assert api.api("GET", f"/api/executions?status={status}&limit=1")[1]["total"] == 0
 
 

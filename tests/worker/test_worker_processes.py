@@ -71,7 +71,7 @@ def test_mixed_commands_with_two_workers_each_complete_exactly_once(cluster: Clu
         assert command["result"] == expected[eid]
         workers[worker_events(view, "completed")[0]["worker_id"]] += 1
     assert set(workers) == {cluster.worker_id("worker_00"), cluster.worker_id("worker_01")}
-    for status in ("pending", "claimed"):
+    for status in ("RUNNING", "FAILED"):
         assert cluster.api("GET", f"/api/executions?status={status}&limit=1")[1]["total"] == 0
 
 
@@ -130,7 +130,7 @@ def test_a_second_sigterm_releases_at_once(cluster: Cluster, tmp_path: Path) -> 
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=15) == 0
     assert wait_gone(command_pids) == []  # the command's process was killed, not orphaned
-    view = cluster.wait_status(eid, "pending", timeout=10)
+    view = cluster.wait_command_status(eid, "pending", timeout=10)
     assert event_types(view).count("released") == 1
     cluster.start_worker("worker_01")
     assert_completed_once(cluster.wait_finished([eid], timeout=30)[eid])
@@ -220,7 +220,7 @@ def test_timeouts_kill_children_and_python_failures_leave_the_worker_up(
     )
     assert views[hangs]["commands"][0]["error"] == "timed out after 1s: killed"
     for view in views.values():
-        assert view["status"] == "failed"
+        assert view["status"] == "FAILED"
         assert event_types(view).count("failed") == 1
     assert worker.poll() is None
     ok, _ = cluster.submit({"kind": "python", "code": "result = 'still here'"})

@@ -4,6 +4,10 @@ Every state change is one conditional UPDATE inside one transaction, so concurre
 serialised by PostgreSQL's row lock: of any number of claimers exactly one finds the row still
 ``pending``; a completion is applied only while the sender holds the current attempt.
 The command's ``attempt`` is the fencing token: it grows on every claim.
+
+A command that ends (its final event, or its last lease expiring) ends its `noetl submit`
+execution, or, for a playbook step, hands over to ``transitions`` in the same transaction. Those
+paths lock the execution row before the command's, like cancel does, so they never deadlock.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncpg
 from noetl.protocol.nats import Notice
 from noetl.protocol.words import FINAL_EVENTS, FINISHED
 from noetl.server.problems import Conflict, NotFound
+from noetl.server.queries import transitions
 
 
 @dataclass(frozen=True)
@@ -29,12 +34,17 @@ class Finished:
     finished_at: datetime
 
 
-async def _set_execution_status(conn: asyncpg.Connection, execution_id: UUID, status: str) -> None:
-    # One command per execution today: the execution's status is its command's.
+async def _end_submit_execution(conn: asyncpg.Connection, execution_id: UUID, command_status: str) -> None:
+    """A `noetl submit` execution ends with its one command: completed -> COMPLETED, else FAILED."""
     await conn.execute(
-        "UPDATE noetl.executions SET status = $2, updated_at = now() WHERE execution_id = $1",
+        """
+        UPDATE noetl.executions SET status = $2, result = c.result, error = c.error, finished_at = now(),
+            updated_at = now()
+        FROM noetl.commands c
+        WHERE executions.execution_id = $1 AND c.execution_id = $1 AND executions.status = 'RUNNING'
+        """,
         execution_id,
-        status,
+        "COMPLETED" if command_status == "completed" else "FAILED",
     )
 
 
@@ -91,8 +101,8 @@ async def claim(
 ) -> dict[str, Any]:
     """Take the lease of a pending command as the next attempt; Conflict when it is not pending.
 
-    One statement (hot path: one round trip): the conditional UPDATE, the ``claimed`` event and
-    the execution's status commit together or not at all.
+    One statement (hot path: one round trip): the conditional UPDATE and the ``claimed`` event
+    commit together or not at all. The execution stays RUNNING.
     """
     row = await conn.fetchrow(
         """
@@ -107,9 +117,6 @@ async def claim(
             SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
                    $2, attempt
             FROM claimed
-        ), execution AS (
-            UPDATE noetl.executions e SET status = 'claimed', updated_at = now()
-            FROM claimed WHERE e.execution_id = claimed.execution_id
         )
         SELECT * FROM claimed
         """,
@@ -151,6 +158,28 @@ async def heartbeat(
     return lease_until
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What storing a worker's event did: ``stored`` is False for a repeat; ``finished`` is set
+    when the event ended the command; ``notices`` are the next steps' commands to publish."""
+
+    stored: bool
+    finished: Finished | None = None
+    notices: tuple[Notice, ...] = ()
+
+
+async def _lock_execution_of(conn: asyncpg.Connection, command_id: UUID) -> None:
+    # Lock order: the execution before its commands (cancel and the engine take it first), so a
+    # completion racing a cancel waits instead of deadlocking.
+    await conn.execute(
+        """
+        SELECT 1 FROM noetl.executions e JOIN noetl.commands c USING (execution_id)
+        WHERE c.command_id = $1 FOR UPDATE OF e
+        """,
+        command_id,
+    )
+
+
 async def record_event(
     conn: asyncpg.Connection,
     command_id: UUID,
@@ -159,16 +188,19 @@ async def record_event(
     type_: str,
     payload: dict[str, Any],
     seq: int,
-) -> tuple[bool, Finished | None]:
-    """Store a worker's event; a ``completed`` or ``failed`` one also finishes the command.
+) -> Recorded:
+    """Store a worker's event; a ``completed`` or ``failed`` one also finishes the command and,
+    for a playbook step, lets the engine decide what follows (same transaction).
 
-    Returns (stored, finished): stored is False for a repeat of an event already stored from this
-    worker. Raises Conflict when the sender does not hold the lease of ``attempt``.
+    Raises Conflict when the sender does not hold the lease of ``attempt``.
     """
+    final = type_ in FINAL_EVENTS
     async with conn.transaction():
+        if final:
+            await _lock_execution_of(conn, command_id)
         cmd = await conn.fetchrow(
             """
-            SELECT execution_id, status, worker_id, attempt, claimed_at FROM noetl.commands
+            SELECT execution_id, status, worker_id, attempt, claimed_at, step FROM noetl.commands
             WHERE command_id = $1 FOR UPDATE
             """,
             command_id,
@@ -188,12 +220,14 @@ async def record_event(
             seq,
         )
         if earlier is not None and earlier["worker_id"] == worker_id:
-            return False, None
+            return Recorded(stored=False)
         if cmd["status"] != "claimed" or cmd["worker_id"] != worker_id or cmd["attempt"] != attempt:
             raise await _refusal(conn, command_id, worker_id, attempt)
         await _add_event(conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq)
-        if type_ not in FINAL_EVENTS:
-            return True, None
+        if not final:
+            return Recorded(stored=True)
+        result = payload.get("result") if type_ == "completed" else None
+        error = payload.get("error") if type_ == "failed" else None
         finished_at = await conn.fetchval(
             """
             UPDATE noetl.commands
@@ -204,11 +238,17 @@ async def record_event(
             """,
             command_id,
             type_,
-            payload.get("result") if type_ == "completed" else None,
-            payload.get("error") if type_ == "failed" else None,
+            result,
+            error,
         )
-        await _set_execution_status(conn, cmd["execution_id"], type_)
-    return True, Finished(type_, cmd["claimed_at"], finished_at)
+        notices: list[Notice] = []
+        if cmd["step"] is None:
+            await _end_submit_execution(conn, cmd["execution_id"], type_)
+        else:
+            notices = await transitions.step_command_finished(
+                conn, cmd["execution_id"], cmd["step"], type_ == "completed", result, error
+            )
+    return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
 
 
 async def release(conn: asyncpg.Connection, command_id: UUID, worker_id: str, attempt: int) -> Notice:
@@ -229,69 +269,105 @@ async def release(conn: asyncpg.Connection, command_id: UUID, worker_id: str, at
         if row is None:
             raise await _refusal(conn, command_id, worker_id, attempt)
         await _add_event(conn, row["execution_id"], command_id, "released", {}, worker_id, attempt)
-        await _set_execution_status(conn, row["execution_id"], "pending")
     return Notice(command_id=command_id, execution_id=row["execution_id"], attempt=attempt + 1)
 
 
-async def reap_expired(conn: asyncpg.Connection, limit: int) -> tuple[list[Notice], int]:
-    """Return expired leases to pending, or make them dead after max_attempts lost leases.
-
-    Returns the notices to publish after commit and how many commands died. Rows another
-    replica is reaping are skipped (SKIP LOCKED).
-    """
+async def requeue_expired(conn: asyncpg.Connection, limit: int) -> list[Notice]:
+    """Return expired leases that have attempts left to pending; the notices to publish after
+    commit. Rows another replica is reaping are skipped (SKIP LOCKED). The execution is not
+    touched: it stays RUNNING (its lock is not needed)."""
     async with conn.transaction():
         rows = await conn.fetch(
             """
             WITH expired AS (
                 SELECT command_id, worker_id AS old_worker FROM noetl.commands
-                WHERE status = 'claimed' AND lease_until < now()
+                WHERE status = 'claimed' AND lease_until < now() AND lost_leases + 1 < max_attempts
                 ORDER BY lease_until
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE noetl.commands c
-            SET lost_leases = c.lost_leases + 1,
-                status = CASE WHEN c.lost_leases + 1 >= c.max_attempts THEN 'dead' ELSE 'pending' END,
-                finished_at = CASE WHEN c.lost_leases + 1 >= c.max_attempts THEN now() END,
-                error = CASE WHEN c.lost_leases + 1 >= c.max_attempts
-                    THEN 'lease expired ' || (c.lost_leases + 1) || ' times (max_attempts '
-                         || c.max_attempts || '): the command is dead' END,
+            SET lost_leases = c.lost_leases + 1, status = 'pending',
                 worker_id = NULL, lease_until = NULL, published_at = NULL,
                 available_at = now(), updated_at = now()
             FROM expired
             WHERE c.command_id = expired.command_id
-            RETURNING c.command_id, c.execution_id, c.status, c.attempt, c.lost_leases, c.max_attempts,
-                      c.error, expired.old_worker
+            RETURNING c.command_id, c.execution_id, c.attempt, c.lost_leases, c.max_attempts,
+                      expired.old_worker
             """,
             limit,
         )
-        notices: list[Notice] = []
-        dead = 0
-        for row in rows:
-            if row["status"] == "dead":
-                dead += 1
-                await _add_event(
-                    conn,
-                    row["execution_id"],
-                    row["command_id"],
-                    "failed",
-                    {"error": row["error"], "dead": True, "worker_id": row["old_worker"]},
-                    None,
-                    row["attempt"],
+        await conn.executemany(
+            """
+            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
+            VALUES ($1, $2, 'lease_expired', $3, $4, $5)
+            """,
+            [
+                (
+                    r["execution_id"],
+                    r["command_id"],
+                    {"lost_leases": r["lost_leases"], "max_attempts": r["max_attempts"]},
+                    r["old_worker"],
+                    r["attempt"],
                 )
-            else:
-                notices.append(Notice(row["command_id"], row["execution_id"], row["attempt"] + 1))
-                await _add_event(
-                    conn,
-                    row["execution_id"],
-                    row["command_id"],
-                    "lease_expired",
-                    {"lost_leases": row["lost_leases"], "max_attempts": row["max_attempts"]},
-                    row["old_worker"],
-                    row["attempt"],
-                )
-            await _set_execution_status(conn, row["execution_id"], row["status"])
-    return notices, dead
+                for r in rows
+            ],
+        )
+    return [Notice(r["command_id"], r["execution_id"], r["attempt"] + 1) for r in rows]
+
+
+async def dying(conn: asyncpg.Connection, limit: int) -> list[UUID]:
+    """Expired leases that were the command's last attempt (``kill_expired`` ends each)."""
+    rows = await conn.fetch(
+        """
+        SELECT command_id FROM noetl.commands
+        WHERE status = 'claimed' AND lease_until < now() AND lost_leases + 1 >= max_attempts
+        ORDER BY lease_until LIMIT $1
+        """,
+        limit,
+    )
+    return [r["command_id"] for r in rows]
+
+
+async def kill_expired(conn: asyncpg.Connection, command_id: UUID) -> list[Notice] | None:
+    """Make a command whose last lease expired ``dead`` with a ``failed`` event, and end its
+    execution (`noetl submit`) or its step (playbook) in the same transaction. None when it is
+    no longer expired (its worker came back, or another replica did it)."""
+    async with conn.transaction():
+        await _lock_execution_of(conn, command_id)
+        row = await conn.fetchrow(
+            """
+            WITH old AS (
+                SELECT command_id, worker_id FROM noetl.commands
+                WHERE command_id = $1 AND status = 'claimed' AND lease_until < now() FOR UPDATE
+            )
+            UPDATE noetl.commands c
+            SET lost_leases = c.lost_leases + 1, status = 'dead', finished_at = now(),
+                error = 'lease expired ' || (c.lost_leases + 1) || ' times (max_attempts '
+                        || c.max_attempts || '): the command is dead',
+                worker_id = NULL, lease_until = NULL, updated_at = now()
+            FROM old WHERE c.command_id = old.command_id
+            RETURNING c.execution_id, c.step, c.attempt, c.error, old.worker_id AS old_worker
+            """,
+            command_id,
+        )
+        if row is None:
+            return None
+        await _add_event(
+            conn,
+            row["execution_id"],
+            command_id,
+            "failed",
+            {"error": row["error"], "dead": True, "worker_id": row["old_worker"]},
+            None,
+            row["attempt"],
+        )
+        if row["step"] is None:
+            await _end_submit_execution(conn, row["execution_id"], "dead")
+            return []
+        return await transitions.step_command_finished(
+            conn, row["execution_id"], row["step"], False, None, row["error"]
+        )
 
 
 async def unpublished(conn: asyncpg.Connection, limit: int) -> list[Notice]:

@@ -1,13 +1,16 @@
-"""Executions: create one with its command, read one, list them."""
+"""Executions: create one with its command (`noetl submit`), read one, its steps and events, list them."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
 
 from noetl.protocol.nats import Notice
+from noetl.protocol.words import EVENT_TYPES
+from noetl.server.queries import catalog
 
 COMMAND_COLUMNS = """
     command_id, execution_id, status, tool, timeout, attempt, max_attempts, lost_leases, worker_id,
@@ -27,7 +30,7 @@ async def create_execution(
     await conn.execute(
         """
         WITH execution AS (
-            INSERT INTO noetl.executions (execution_id, status) VALUES ($1, 'pending')
+            INSERT INTO noetl.executions (execution_id, status) VALUES ($1, 'RUNNING')
         ), command AS (
             INSERT INTO noetl.commands (command_id, execution_id, tool, timeout, max_attempts, status)
             VALUES ($2, $1, $3, $4, $5, 'pending')
@@ -45,14 +48,25 @@ async def create_execution(
     return Notice(command_id=command_id, execution_id=execution_id, attempt=1)
 
 
+SUMMARY_COLUMNS = """
+    execution_id, status, path, version, catalog_id::text AS catalog_id, parent_execution_id, created_at,
+    updated_at, finished_at
+"""
+
+
 async def get_execution(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, Any] | None:
-    """The execution with its commands and events (oldest first), or None."""
+    """The execution, or None. A playbook's comes with its step summary (small however long the
+    run: the events are paged by ``events_page``); a `noetl submit` one with its command and events.
+    """
     row = await conn.fetchrow(
-        "SELECT execution_id, status, created_at, updated_at FROM noetl.executions WHERE execution_id = $1",
+        f"SELECT {SUMMARY_COLUMNS}, workload, result, error FROM noetl.executions WHERE execution_id = $1",
         execution_id,
     )
     if row is None:
         return None
+    found = dict(row)
+    if row["catalog_id"] is not None:
+        return {**found, "steps": await step_summary(conn, execution_id)}
     commands = await conn.fetch(
         f"SELECT {COMMAND_COLUMNS} FROM noetl.commands WHERE execution_id = $1 ORDER BY created_at",
         execution_id,
@@ -61,7 +75,52 @@ async def get_execution(conn: asyncpg.Connection, execution_id: uuid.UUID) -> di
         f"SELECT {EVENT_COLUMNS} FROM noetl.events WHERE execution_id = $1 ORDER BY event_id",
         execution_id,
     )
-    return {**dict(row), "commands": [dict(c) for c in commands], "events": [dict(e) for e in events]}
+    return {**found, "commands": [dict(c) for c in commands], "events": [dict(e) for e in events]}
+
+
+async def step_summary(conn: asyncpg.Connection, execution_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Each step that entered, in the order they entered: status, attempts (the worker attempts
+    of its command, retries after lost leases included), times, and result or error."""
+    rows = await conn.fetch(
+        """
+        SELECT s.step AS name, s.status, greatest(s.attempts, coalesce(c.attempts, 0)) AS attempts,
+               s.started_at, s.finished_at, s.result, s.error
+        FROM noetl.step_runs s
+        LEFT JOIN LATERAL (
+            SELECT max(attempt) AS attempts FROM noetl.commands
+            WHERE execution_id = s.execution_id AND step = s.step
+        ) c ON true
+        WHERE s.execution_id = $1
+        ORDER BY s.started_at NULLS LAST, s.step
+        """,
+        execution_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def events_page(
+    conn: asyncpg.Connection, execution_id: uuid.UUID, after: int, limit: int
+) -> list[dict[str, Any]]:
+    """The engine's events (NoETL's shapes) after event id ``after``, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT event_id, type AS event_type, node_name, status, created_at,
+               payload -> 'result' AS result, payload ->> 'error' AS error
+        FROM noetl.events
+        WHERE execution_id = $1 AND event_id > $2 AND type = ANY($3::text[])
+        ORDER BY event_id LIMIT $4
+        """,
+        execution_id,
+        after,
+        list(EVENT_TYPES),
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def exists(conn: asyncpg.Connection, execution_id: uuid.UUID) -> bool:
+    found = await conn.fetchval("SELECT 1 FROM noetl.executions WHERE execution_id = $1", execution_id)
+    return found is not None
 
 
 async def list_executions(
@@ -69,8 +128,8 @@ async def list_executions(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of executions, newest first, and the total matching ``status`` (all when None)."""
     rows = await conn.fetch(
-        """
-        SELECT execution_id, status, created_at, updated_at FROM noetl.executions
+        f"""
+        SELECT {SUMMARY_COLUMNS} FROM noetl.executions
         WHERE $1::text IS NULL OR status = $1
         ORDER BY created_at DESC, execution_id
         LIMIT $2 OFFSET $3
@@ -83,3 +142,47 @@ async def list_executions(
         "SELECT count(*) FROM noetl.executions WHERE $1::text IS NULL OR status = $1", status
     )
     return [dict(r) for r in rows], int(total)
+
+
+async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, Any] | None:
+    """NoETL's ``/status``: the current step and counts of steps by state; None when unknown.
+    A `noetl submit` execution counts as one step (its command)."""
+    row = await conn.fetchrow(
+        "SELECT status, catalog_id FROM noetl.executions WHERE execution_id = $1", execution_id
+    )
+    if row is None:
+        return None
+    if row["catalog_id"] is None:
+        ended = row["status"] != "RUNNING"
+        counts = {
+            "total_steps": 1,
+            "completed_steps": int(row["status"] == "COMPLETED"),
+            "running_steps": int(not ended),
+            "failed_steps": int(row["status"] == "FAILED"),
+        }
+        current = None
+    else:
+        pb = await catalog.playbook(conn, row["catalog_id"])
+        steps = await conn.fetch(
+            """
+            SELECT step, status, started_at FROM noetl.step_runs WHERE execution_id = $1
+            ORDER BY started_at DESC NULLS LAST
+            """,
+            execution_id,
+        )
+        by_status = Counter(s["status"] for s in steps)
+        counts = {
+            "total_steps": len(pb.steps),
+            "completed_steps": by_status["done"],
+            "running_steps": by_status["running"],
+            "failed_steps": by_status["failed"],
+        }
+        running = [s["step"] for s in steps if s["status"] == "running"]
+        current = running[0] if running else (steps[0]["step"] if steps else None)
+    return {
+        "execution_id": execution_id,
+        "status": row["status"],
+        "current_step": current,
+        "progress": counts,
+        "is_cancelled": row["status"] == "CANCELLED",
+    }

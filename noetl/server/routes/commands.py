@@ -49,13 +49,16 @@ async def heartbeat(command_id: UUID, body: HeartbeatRequest, services: Services
 async def event(command_id: UUID, body: EventRequest, services: ServicesDep) -> dict[str, Any]:
     """Store a worker event; stored is false for a repeat. 409 unless the sender holds the lease."""
     async with services.db.connection() as conn:
-        stored, finished = await commands.record_event(
+        recorded = await commands.record_event(
             conn, command_id, body.worker_id, body.attempt, body.type, body.payload, body.seq
         )
+    if recorded.notices:
+        services.outbox.notify(*recorded.notices)
+    finished = recorded.finished
     if finished is not None:
         ran = (finished.finished_at - finished.claimed_at).total_seconds()
         services.metrics.completion_latency.labels(finished.status).observe(max(ran, 0.0))
-    return {"stored": stored}
+    return {"stored": recorded.stored}
 
 
 @router.post("/release", response_model=Done, responses=_LEASE_ERRORS)

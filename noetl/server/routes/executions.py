@@ -7,7 +7,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from noetl.protocol.words import Status
+from noetl.protocol.words import ExecutionStatus
 from noetl.server.models import ExecutionPage, ExecutionView, SubmitRequest, Submitted
 from noetl.server.problems import NotFound
 from noetl.server.queries import executions
@@ -49,7 +49,7 @@ async def read(execution_id: UUID, services: ServicesDep) -> dict[str, Any]:
 @router.get("/api/executions", response_model=ExecutionPage, responses=error_responses(422, 503))
 async def list_(
     services: ServicesDep,
-    status: Status | None = None,
+    status: ExecutionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict[str, Any]:

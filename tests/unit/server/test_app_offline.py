@@ -118,4 +118,13 @@ def test_openapi_lists_every_resource() -> None:
         "/api/workers",
         "/api/workers/{worker_id}/heartbeat",
         "/api/workers/{worker_id}",
+        "/api/catalog/register",
+        "/api/catalog/list",
+        "/api/catalog/resource",
+        "/api/catalog",
+        "/api/catalog/{path}",
+        "/api/execute",
+        "/api/executions/{execution_id}/events",
+        "/api/executions/{execution_id}/status",
+        "/api/executions/{execution_id}/cancel",
     }

@@ -86,18 +86,18 @@ def test_token_is_sent_as_bearer_and_no_header_without_one() -> None:
 
 def test_wait_polls_until_finished_through_a_short_outage() -> None:
     answers = [
-        httpx.Response(200, json={"status": "pending"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
         httpx.Response(503, json={"detail": "the database is unavailable; retry later"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "claimed"}),
-        httpx.Response(200, json={"status": "completed"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "RUNNING"}),
+        httpx.Response(200, json={"status": "COMPLETED"}),
     ]
     client = ApiClient("http://noetl.test", transport=httpx.MockTransport(lambda _: answers.pop(0)))
     sleeps: list[float] = []
-    assert client.wait("e1", sleep=sleeps.append, clock=lambda: 0.0)["status"] == "completed"
+    assert client.wait("e1", sleep=sleeps.append, clock=lambda: 0.0)["status"] == "COMPLETED"
     # Soon at first, then slower, never more than a second apart.
     assert sleeps == pytest.approx([0.1, 0.15, 0.225, 0.3375, 0.50625, 0.759375, 1.0])
 

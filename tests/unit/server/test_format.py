@@ -7,7 +7,7 @@ from noetl.tools.registry import describe as describe_tool
 
 EXECUTION = {
     "execution_id": "e1",
-    "status": "completed",
+    "status": "COMPLETED",
     "created_at": "2026-01-02T03:04:05.678901Z",
     "updated_at": "2026-01-02T03:04:06.5Z",
     "commands": [
@@ -43,7 +43,7 @@ EXECUTION = {
 
 def test_execution_text() -> None:
     lines = execution_text(EXECUTION).splitlines()
-    assert lines[0] == "execution e1  completed"
+    assert lines[0] == "execution e1  COMPLETED"
     assert lines[1] == "  created 2026-01-02 03:04:05.678  updated 2026-01-02 03:04:06.5"
     assert lines[2] == "command c1  completed  attempt 2  max_attempts 3  worker w"
     assert lines[3] == "  shell: echo hi"
@@ -60,13 +60,17 @@ def test_describe_tool() -> None:
 
 def test_executions_table() -> None:
     page = {
-        "items": [{"execution_id": "e1", "status": "pending", "created_at": None, "updated_at": None}],
+        "items": [
+            {"execution_id": "e1", "status": "RUNNING", "created_at": None, "updated_at": None},
+            {"execution_id": "e2", "status": "FAILED", "path": "demo/x", "version": 2},
+        ],
         "total": 3,
         "limit": 1,
         "offset": 0,
     }
     lines = executions_table(page).splitlines()
-    assert lines[0].split() == ["EXECUTION", "STATUS", "CREATED", "UPDATED"]
-    assert lines[1].split() == ["e1", "pending", "-", "-"]
-    assert lines[2] == "(1 of 3; use --limit/--offset for more)"
+    assert lines[0].split() == ["EXECUTION", "STATUS", "CREATED", "UPDATED", "PLAYBOOK"]
+    assert lines[1].split() == ["e1", "RUNNING", "-", "-", "-"]
+    assert lines[2].split() == ["e2", "FAILED", "-", "-", "demo/x", "v2"]
+    assert lines[3] == "(2 of 3; use --limit/--offset for more)"
     assert executions_table({"items": []}) == "no executions"

@@ -119,21 +119,21 @@ def _execution(status: str, result: Any = None, events: list[dict[str, Any]] | N
     return {
         "execution_id": "e1",
         "status": status,
-        "commands": [{"result": result, "error": None if status == "completed" else "lease expired"}],
+        "commands": [{"result": result, "error": None if status == "COMPLETED" else "lease expired"}],
         "events": events or [],
     }
 
 
 def test_print_outcome_completed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert print_outcome(_execution("completed", {"stdout": "hi\n"})) == 0
+    assert print_outcome(_execution("COMPLETED", {"stdout": "hi\n"})) == 0
     assert json.loads(capsys.readouterr().out) == {"stdout": "hi\n"}
 
 
-def test_print_outcome_failed_and_dead(capsys: pytest.CaptureFixture[str]) -> None:
-    failed = _execution("failed", events=[{"type": "failed", "payload": {"error": "exit 3", "stderr": "x"}}])
+def test_print_outcome_failed_and_died(capsys: pytest.CaptureFixture[str]) -> None:
+    failed = _execution("FAILED", events=[{"type": "failed", "payload": {"error": "exit 3", "stderr": "x"}}])
     assert print_outcome(failed) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"error": "exit 3", "stderr": "x"}
-    assert captured.err.strip() == "noetl: execution e1 failed: exit 3"
-    assert print_outcome(_execution("dead")) == 1
+    assert captured.err.strip() == "noetl: execution e1 FAILED: exit 3"
+    assert print_outcome(_execution("FAILED")) == 1
     assert json.loads(capsys.readouterr().out) == {"error": "lease expired"}

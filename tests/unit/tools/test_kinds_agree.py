@@ -37,6 +37,8 @@ BASE: dict[str, dict[str, Any]] = {
     "shell": {"kind": "shell", "command": "true"},
     "python": {"kind": "python", "code": "result = 1"},
     "http": {"kind": "http", "url": "http://127.0.0.1:9/"},
+    "noop": {"kind": "noop"},
+    "tasks": {"kind": "tasks", "tasks": [{"name": "a", "kind": "noop"}]},
 }
 
 

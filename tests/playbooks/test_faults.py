@@ -1,0 +1,147 @@
+"""A 20-step playbook under `noetl run` while the server is SIGKILLed once and a worker once:
+it completes with exactly one step.enter per step and every step's result recorded once.
+
+supervisord restarts what was killed. The killed worker was running a step: its lease expires,
+the step's command runs again (at-least-once), and the engine still records its end once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.faults.conftest import FAULT_SETTINGS, WORKERS
+from tests.playbooks.conftest import enters
+from tests.services import Nats
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+STEPS = 20
+
+
+def chain(steps: int) -> str:
+    """start -> s1 -> ... -> s19: each python step sleeps a little and adds one to the last."""
+    names = ["start", *(f"s{i}" for i in range(1, steps))]
+    body = []
+    for i, name in enumerate(names):
+        previous = "0" if i == 0 else f"{{{{ {names[i - 1]}.n }}}}"
+        step = (
+            f"  - step: {name}\n"
+            f"    tool:\n"
+            f"      kind: python\n"
+            f"      code: \"import time\\ntime.sleep(0.4)\\nresult = {{'n': int(n) + 1}}\"\n"
+            f'      input: {{n: "{previous}"}}\n'
+        )
+        if i + 1 < len(names):
+            step += f"    next: {names[i + 1]}\n"
+        body.append(step)
+    return (
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: chain, path: tests/chain}\nworkflow:\n"
+        + "".join(body)
+    )
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_env: dict[str, str], nats: Nats) -> Iterator[Stack]:
+    s = Stack(home=tmp_path / "home", env={**pg_env, "NATS_URL": nats.url, **FAULT_SETTINGS})
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def pid_of(stack: Stack, name: str) -> int:
+    for row in stack.status():
+        if row["name"] == name and row["state"] == "RUNNING" and row["pid"]:
+            return int(row["pid"])
+    raise AssertionError(f"{name} is not running: {stack.status()}")
+
+
+def call(stack: Stack, method: str, path: str, body: Any = None, patience: float = 60) -> Any:
+    """An API call that waits out the server's restart."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            status, answer = stack.api(method, path, body)
+            if status < 500:
+                assert status < 300, answer
+                return answer
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{method} {path}: no answer for {patience}s"
+        time.sleep(0.2)
+
+
+def done_steps(stack: Stack, execution_id: str) -> int:
+    steps = call(stack, "GET", f"/api/executions/{execution_id}")["steps"]
+    return sum(1 for s in steps if s["status"] == "done")
+
+
+def wait_done_steps(stack: Stack, execution_id: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while done_steps(stack, execution_id) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} steps done after {timeout}s"
+        time.sleep(0.05)
+
+
+def busy_worker(stack: Stack, timeout: float = 30) -> psutil.Process:
+    """A worker with a tool process below it (it is running a step now)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name in sorted(WORKERS):
+            worker = psutil.Process(pid_of(stack, name))
+            if worker.children(recursive=True):
+                return worker
+        time.sleep(0.02)
+    raise AssertionError("no worker ran a step")
+
+
+def test_twenty_steps_survive_a_server_and_a_worker_kill(stack: Stack) -> None:
+    stack.start()
+    stack.wait_running({"server", *WORKERS})
+    stack.wait_ready()
+    call(stack, "POST", "/api/catalog/register", {"content": chain(STEPS)})
+    execution_id = call(stack, "POST", "/api/execute", {"path": "tests/chain"})["execution_id"]
+
+    wait_done_steps(stack, execution_id, 4)
+    server = pid_of(stack, "server")
+    psutil.Process(server).kill()
+    wait_done_steps(stack, execution_id, 9)  # through the restart
+    assert pid_of(stack, "server") != server
+
+    victim = busy_worker(stack)
+    victim.kill()
+
+    deadline = time.monotonic() + 180
+    while (execution := call(stack, "GET", f"/api/executions/{execution_id}"))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, execution
+        time.sleep(0.2)
+    assert execution["status"] == "COMPLETED", execution
+    assert execution["result"] == {"n": STEPS}
+    steps = {s["name"]: s for s in execution["steps"]}
+    assert len(steps) == STEPS and {s["status"] for s in steps.values()} == {"done"}
+    assert [steps[name]["result"]["n"] for name in ["start", *(f"s{i}" for i in range(1, STEPS))]] == list(
+        range(1, STEPS + 1)
+    )
+    # The killed worker's step ran again (its lease expired) ...
+    assert max(s["attempts"] for s in steps.values()) >= 2, steps
+    # ... but every transition happened once.
+    events = []
+    while True:
+        after = events[-1]["event_id"] if events else 0
+        page = call(stack, "GET", f"/api/executions/{execution_id}/events?limit=500&after={after}")["items"]
+        events.extend(page)
+        if len(page) < 500:
+            break
+    assert enters(events) == {name: 1 for name in steps}
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("call.done") == STEPS and kinds.count("call.error") == 0
+    assert kinds.count("playbook.completed") == 1
+    stack.wait_running({"server", *WORKERS})
+    assert stack.stop() == 0
