@@ -45,7 +45,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"noetl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
-        importlib.import_module(f"noetl.cli.{name}").register(subparsers)
+        module = importlib.import_module(f"noetl.cli.{name}")
+        if only is None and hasattr(module, "SUMMARY"):
+            # Listed by its summary alone: its flags cost imports that `noetl --help` need not pay.
+            subparsers.add_parser(name, help=module.SUMMARY, add_help=False)
+        else:
+            module.register(subparsers)
     return parser
 
 

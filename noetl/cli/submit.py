@@ -20,10 +20,13 @@ from typing import Any
 
 from noetl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from noetl.settings import load_settings
-from noetl.tools.registry import KINDS
+
+SUMMARY = "submit one command of a tool kind (or a JSON/YAML file) to the server"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from noetl.tools.registry import KINDS  # the kinds' models bring pydantic: only for `submit`
+
     # Shared flags, accepted before or after the tool kind; SUPPRESS keeps a kind's parser from
     # overwriting a value given before the kind with its default.
     common = argparse.ArgumentParser(add_help=False)
@@ -99,10 +102,12 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
     if args.file is not None:
         request = request_from_file(args.file)
     elif args.kind is not None:
+        from noetl.tools.registry import KINDS
+
         request = {"tool": KINDS[args.kind].from_flags(args)}
     else:
         raise ConfigError(
-            f"say what to run: `noetl submit {'|'.join(KINDS)} ...` or `noetl submit --file FILE`"
+            "say what to run: `noetl submit KIND ...` (kinds: `noetl submit --help`) or `--file FILE`"
         )
     if getattr(args, "timeout", None) is not None:
         request["timeout"] = args.timeout

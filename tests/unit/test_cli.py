@@ -13,7 +13,7 @@ HEAVY = ("fastapi", "uvicorn", "nats", "asyncpg", "docker", "kubernetes", "httpx
 
 PROBE = """
 import sys
-from noetl.cli.main import main
+from noetl.cli.main import COMMANDS, main
 try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
@@ -114,7 +114,7 @@ def test_version() -> None:
 def _every_parser() -> list[list[str]]:
     import argparse
 
-    from noetl.cli.main import build_parser
+    from noetl.cli.main import COMMANDS, build_parser
 
     found: list[list[str]] = [[]]
 
@@ -125,7 +125,8 @@ def _every_parser() -> list[list[str]]:
                     found.append([*prefix, name])
                     walk(sub, [*prefix, name])
 
-    walk(build_parser(), [])
+    for name in COMMANDS:
+        walk(build_parser(name), [])
     return found
 
 

@@ -172,7 +172,7 @@ def test_flags_come_from_the_table_and_name_themselves_in_errors() -> None:
 def _every_parser() -> list[tuple[str, object]]:
     import argparse
 
-    from noetl.cli.main import build_parser
+    from noetl.cli.main import COMMANDS, build_parser
     from noetl.server.__main__ import build_parser as server_parser
     from noetl.worker.__main__ import build_parser as worker_parser
 
@@ -185,7 +185,8 @@ def _every_parser() -> list[tuple[str, object]]:
                 for name, sub in action.choices.items():
                     walk(sub, f"{label} {name}")
 
-    walk(build_parser(), "noetl")
+    for command in COMMANDS:
+        walk(build_parser(command), "noetl")
     walk(server_parser(), "python -m noetl.server")
     walk(worker_parser(), "python -m noetl.worker")
     return found

@@ -15,7 +15,7 @@ from noetl.tools.flags import parse_value
 
 
 def request(*argv: str) -> dict[str, Any]:
-    return build_request(build_parser().parse_args(["submit", *argv]))
+    return build_request(build_parser("submit").parse_args(["submit", *argv]))
 
 
 @pytest.mark.parametrize(

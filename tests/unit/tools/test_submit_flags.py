@@ -13,7 +13,7 @@ from noetl.tools.registry import parse_tool
 
 
 def tool(*argv: str) -> dict[str, Any]:
-    built = build_request(build_parser().parse_args(["submit", *argv]))["tool"]
+    built = build_request(build_parser("submit").parse_args(["submit", *argv]))["tool"]
     parse_tool(built)  # what the flags build is a tool the worker accepts
     return built
 
