@@ -42,9 +42,17 @@ def start(pb: Playbook, execution_id: str, payload: dict[str, Any]) -> tuple[Exe
 
 
 def step_finished(
-    pb: Playbook, state: ExecutionState, step: str, ok: bool, result: Any, error: str | None
+    pb: Playbook,
+    state: ExecutionState,
+    step: str,
+    ok: bool,
+    result: Any,
+    error: str | None,
+    writes: dict[str, Any] | None = None,
 ) -> Decisions:
-    """The command of ``step`` ended (``ok`` with ``result``, or failed with ``error``).
+    """The command (or child execution) of ``step`` ended (``ok`` with ``result``, or failed with
+    ``error``). ``writes`` are the context writes of the worker's policy ``set`` (the ``ctx`` of
+    the worker's report), applied first.
 
     Records ``call.done``/``call.error`` and ``step.exit``; on success applies the step's ``set``,
     then its arcs (exclusive: the first true arc; inclusive: every true arc); no ``next`` continues
@@ -58,6 +66,31 @@ def step_finished(
     run.queue.append(("finish", step, ok, result, error, True))
     run.drain()
     return run.out
+
+
+def iteration_finished(
+    pb: Playbook,
+    state: ExecutionState,
+    step: str,
+    index: int,
+    ok: bool,
+    result: Any,
+    error: str | None,
+    writes: dict[str, Any] | None = None,
+) -> Decisions:
+    """Iteration ``index`` of loop step ``step`` ended. O(1) in the loop's size: records
+    ``call.done``/``call.error`` (with ``iteration``) and the result (``Decisions.iterations``),
+    updates the step's ``LoopRun`` counters, dispatches the next iteration whose item is in
+    ``LoopRun.next_items``; a failed iteration fails the step (the other iterations are cancelled);
+    after the last one, ``Decisions.collect`` names the step (see ``loop_done``). The server calls
+    this once per iteration (its command's first final report)."""
+    raise NotImplementedError
+
+
+def loop_done(pb: Playbook, state: ExecutionState, step: str, results: list[Any]) -> Decisions:
+    """Every iteration of ``step`` ended well: ``results`` in item order become its result;
+    ``loop.done``, then the step ends as any step does (``set``, arcs, ``step.exit``)."""
+    raise NotImplementedError
 
 
 def cancel(pb: Playbook, state: ExecutionState, reason: str | None) -> Decisions:
