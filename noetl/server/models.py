@@ -325,8 +325,6 @@ class Progress(BaseModel):
     completed_steps: int
     running_steps: int
     failed_steps: int
-    # Each loop step's iterations (done/total), whatever the loop's size.
-    loops: list[LoopProgress] = []
 
 
 class ExecutionProgress(BaseModel):
@@ -334,6 +332,8 @@ class ExecutionProgress(BaseModel):
     status: ExecutionStatus
     current_step: str | None
     progress: Progress
+    # Each loop step's iterations by state (counters, whatever the loop's size).
+    loops: list[LoopProgress] = []
     is_cancelled: bool
 
 

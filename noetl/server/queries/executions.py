@@ -159,8 +159,8 @@ async def list_executions(
 
 
 async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, Any] | None:
-    """NoETL's ``/status``: the current step and counts of steps by state; None when unknown.
-    A `noetl submit` execution counts as one step (its command)."""
+    """NoETL's ``/status``: the current step, counts of steps by state, and each loop step's
+    iterations by state; None when unknown. A `noetl submit` execution counts as one step."""
     row = await conn.fetchrow(
         "SELECT status, catalog_id FROM noetl.executions WHERE execution_id = $1", execution_id
     )
@@ -205,6 +205,7 @@ async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[st
         "execution_id": execution_id,
         "status": row["status"],
         "current_step": current,
-        "progress": {**counts, "loops": [dict(loop) for loop in loops]},
+        "progress": counts,
+        "loops": [dict(loop) for loop in loops],
         "is_cancelled": row["status"] == "CANCELLED",
     }
