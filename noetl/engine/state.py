@@ -73,7 +73,8 @@ class Dispatch:
 @dataclass
 class ChildStart:
     """A sub-playbook to start (``tool: {kind: playbook}``): the server creates a child execution of
-    the registered playbook ``path`` (``version``: a number, or None for the latest) ``parent_execution_id`` set, in the same transaction, with ``payload``. When the child ends,
+    the registered playbook ``path`` (``version``: a number, or None for the latest) with
+    ``payload`` and ``parent_execution_id`` set, in the same transaction. When the child ends,
     the server reports it to the parent's engine like a command's end: ``step_finished`` (or
     ``iteration_finished`` when ``iteration`` is set) with the child's result, or ok=False with its
     error when it failed or was cancelled."""

@@ -177,9 +177,10 @@ def plain_scope(
     ctx: Mapping[str, Any],
     results: Mapping[str, Any],
     not_run: Iterable[str] = (),
+    loop: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What templates see, as plain JSON (the python tool's read-only ``context``): the steps
-    that did not run are simply absent."""
+    that did not run are simply absent; ``loop`` holds an iteration's names."""
     del not_run
     variables = {**workload, **ctx}
     return {
@@ -189,6 +190,7 @@ def plain_scope(
         "ctx": variables,
         "execution_id": execution_id,
         "job": {"uuid": execution_id, "execution_id": execution_id, "id": execution_id},
+        **(loop or {}),
     }
 
 
