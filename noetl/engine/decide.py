@@ -66,8 +66,9 @@ def _short(value: Any) -> str:
 
 
 def _copy(run: StepRun) -> StepRun:
-    """A step run that can change without changing the caller's (its loop counters included)."""
-    return replace(run, loop=replace(run.loop) if run.loop is not None else None)
+    """A step run that can change without changing the caller's (its loop counters included; the
+    loaded items stay out of the decisions)."""
+    return replace(run, loop=replace(run.loop, next_items={}) if run.loop is not None else None)
 
 
 def start(pb: Playbook, execution_id: str, payload: dict[str, Any]) -> tuple[ExecutionState, Decisions]:
@@ -187,6 +188,10 @@ class _Run:
         self.workload = state.workload
         self.ctx = dict(state.ctx)
         self.steps = {name: _copy(run) for name, run in state.steps.items()}
+        # The items the server loaded for this decision, by loop step (``LoopRun.next_items``).
+        self.next_items = {
+            name: dict(run.loop.next_items) for name, run in state.steps.items() if run.loop is not None
+        }
         self.out = Decisions()
         self.queue: deque[tuple[Any, ...]] = deque()
         self.walked = 0
@@ -381,6 +386,8 @@ class _Run:
             raise _StepFailed(f"tool.path: expected a catalog path, got {path!r}")
         if version == "latest":
             version = None
+        elif isinstance(version, str) and version.strip().isdigit():
+            version = int(version)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise _StepFailed(f"tool.version: expected a version number or 'latest', got {version!r}")
         payload = {**templates.render(spec.get("input") or {}, scope, "tool.input"), **step_input}
@@ -400,13 +407,16 @@ class _Run:
             self.queue.appendleft(("finish", step.name, False, None, str(exc), False))
             return
         self.out.loops.append(LoopStart(step=step.name, items=items))
-        loop = LoopRun(total=len(items), max_in_flight=step.loop.limit)
-        self.put(replace(self.steps[step.name], loop=loop))
-        self.fill(step, loop, dict(enumerate(items)))
+        self.put(
+            replace(self.steps[step.name], loop=LoopRun(total=len(items), max_in_flight=step.loop.limit))
+        )
+        self.fill(step, dict(enumerate(items)))
 
-    def fill(self, step: Step, loop: LoopRun, items: dict[int, Any]) -> None:
+    def fill(self, step: Step, items: dict[int, Any]) -> None:
         """Dispatch iterations while there are slots and items (O(1) per iteration). An iteration
         that finishes at once (no tool, noop) ends here; the last one ends the loop."""
+        loop = self.steps[step.name].loop
+        assert loop is not None  # changed in place: this decision's private copy
         while self.steps[step.name].status == "running" and loop.dispatched < loop.total:
             if loop.max_in_flight is not None and loop.in_flight >= loop.max_in_flight:
                 return
@@ -419,21 +429,17 @@ class _Run:
                 self.queue.appendleft(("finish", step.name, False, None, f"iteration {index}: {exc}", False))
                 return
             loop.dispatched += 1
-            self.put(replace(self.steps[step.name], loop=loop))
+            self.put(self.steps[step.name])
             if launch.now is not _PENDING:
                 self.iteration_ended(step, index, True, launch.now, None, call=bool(step.tasks), fill=False)
             else:
                 self.send(step, launch, index)
         if loop.done == loop.total and self.steps[step.name].status == "running":
-            if loop.total == 0 or self.inline(step):
-                self.loop_finished(
-                    step, [self.inline_results.pop(step.name, {}).get(i) for i in range(loop.total)]
-                )
+            if loop.total == 0 or step.name in self.inline_results:
+                now = self.inline_results.pop(step.name, {})
+                self.loop_finished(step, [now[i] for i in range(loop.total)])
             else:
                 self.out.collect = step.name
-
-    def inline(self, step: Step) -> bool:
-        return step.name in self.inline_results
 
     def iteration_ended(
         self,
@@ -447,8 +453,8 @@ class _Run:
         fill: bool = True,
     ) -> None:
         run = self.steps[step.name]
-        assert run.loop is not None
-        loop = replace(run.loop)
+        loop = run.loop
+        assert loop is not None  # changed in place: this decision's private copy
         if call:
             if ok:
                 self.event("call.done", step.name, "COMPLETED", result=result, iteration=index)
@@ -459,7 +465,7 @@ class _Run:
             loop.done += 1
         else:
             loop.failed += 1
-        self.put(replace(run, loop=loop))
+        self.put(run)
         if not ok:
             self.queue.appendleft(("finish", step.name, False, None, f"iteration {index}: {error}", False))
             return
@@ -467,7 +473,7 @@ class _Run:
             # Ran here and now (no command): its result is kept for loop.done in this decision.
             self.inline_results.setdefault(step.name, {})[index] = result
             return
-        self.fill(step, loop, run.loop.next_items)
+        self.fill(step, self.next_items.get(step.name, {}))
 
     def loop_finished(self, step: Step, results: list[Any]) -> None:
         self.event("loop.done", step.name, "COMPLETED", result={"count": len(results)})
