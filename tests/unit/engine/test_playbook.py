@@ -399,3 +399,39 @@ def test_python_code_templates_are_checked_like_any_other_value() -> None:
     assert refused("- step: start\n  tool: {kind: python, code: 'x = \"{{ a\"'}\n").startswith(
         "step 'start': tool.code: template syntax error"
     )
+
+
+def test_a_duckdb_step_is_refused_with_the_extra_to_install_when_duckdb_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = "- step: start\n  tool: {kind: duckdb, query: select 1}\n"
+    parse_playbook(HEAD + steps)  # installed here (make install): accepted
+    # The one seam: whether the package can be imported.
+    monkeypatch.setattr("noetl.tools.duckdb.installed", lambda: False)
+    assert refused(steps) == (
+        "step 'start': tool.kind: the duckdb tool needs the duckdb extra: pip install 'noetl[duckdb]'"
+    )
+
+
+def test_loops_policies_and_sub_playbooks_parse_into_their_shapes() -> None:
+    pb = parse_playbook(
+        HEAD
+        + """\
+- step: start
+  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel, max_in_flight: 4}}
+  tool:
+    kind: http
+    url: "http://h/{{ x }}"
+    spec: {policy: {rules: [{when: "{{ output.http.status == 503 }}", then: {do: retry, attempts: 5}}]}}
+  next: child
+- step: child
+  tool: {kind: playbook, path: kids/a, version: latest, input: {y: 1}}
+"""
+    )
+    loop = pb.steps["start"].loop
+    assert loop is not None
+    assert (loop.items, loop.iterator, loop.mode, loop.limit) == ("{{ xs }}", "x", "parallel", 4)
+    assert pb.steps["start"].tasks[0].spec["spec"]["policy"]["rules"][0]["then"]["attempts"] == 5
+    assert pb.steps["child"].tasks[0].kind == "playbook"
+    assert pb.targets == {"start": ("child",), "child": ()}
+    assert pb.reaches["start"] == frozenset({"child"})
