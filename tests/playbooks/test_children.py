@@ -79,8 +79,9 @@ def test_a_failed_child_fails_the_parents_step(playbooks: Playbooks) -> None:
     assert "sub-playbook 'tests/broken'" in execution["error"] and "ValueError" in execution["error"]
     steps = playbooks.steps(execution)
     assert "join" not in steps
-    children = playbooks.children(execution["execution_id"])
-    assert len(children) == 2 and {c["status"] for c in children} == {"FAILED"}
+    # The first child to fail fails the parent, which cancels the other unless it failed already.
+    statuses = sorted(c["status"] for c in playbooks.children(execution["execution_id"]))
+    assert statuses in (["CANCELLED", "FAILED"], ["FAILED", "FAILED"]), statuses
 
 
 def test_a_child_that_is_not_registered_fails_the_step_naming_it(playbooks: Playbooks) -> None:
