@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from noetl.engine import calls, templates
-from noetl.engine.playbook import Arc, Playbook, Step, Task, WorkbookEntry
+from noetl.engine.playbook import Arc, Loop, Playbook, Step, Task, WorkbookEntry
 from noetl.engine.state import (
     ChildStart,
     Decisions,
@@ -58,6 +58,19 @@ def _loop_names(step: Step, item: tuple[int, Any] | None) -> dict[str, Any] | No
     index, value = item
     name = step.loop.iterator
     return {name: value, "iter": {name: value, "_index": index}, "loop_index": index}
+
+
+def _limit(loop: Loop, scope: dict[str, Any]) -> int | None:
+    """How many iterations may run at once: 1 (sequential), ``max_in_flight`` (rendered when it is
+    a template), or None: no limit."""
+    if loop.mode == "sequential":
+        return 1
+    limit = templates.render(loop.max_in_flight, scope, "loop.spec.max_in_flight")
+    if isinstance(limit, str) and limit.strip().isdigit():
+        limit = int(limit)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise _StepFailed(f"loop.spec.max_in_flight: expected a whole number of 1 or more, got {limit!r}")
+    return limit
 
 
 def _short(value: Any) -> str:
@@ -400,16 +413,16 @@ class _Run:
         every iteration here and now)."""
         assert step.loop is not None
         try:
-            items = templates.render(step.loop.items, self.scope(), "loop.in")
+            scope = self.scope()
+            items = templates.render(step.loop.items, scope, "loop.in")
             if not isinstance(items, list):
                 raise _StepFailed(f"loop.in: expected a list, got {type(items).__name__}: {_short(items)}")
+            limit = _limit(step.loop, scope)
         except (TemplateError, _StepFailed) as exc:
             self.queue.appendleft(("finish", step.name, False, None, str(exc), False))
             return
         self.out.loops.append(LoopStart(step=step.name, items=items))
-        self.put(
-            replace(self.steps[step.name], loop=LoopRun(total=len(items), max_in_flight=step.loop.limit))
-        )
+        self.put(replace(self.steps[step.name], loop=LoopRun(total=len(items), max_in_flight=limit)))
         self.fill(step, dict(enumerate(items)))
 
     def fill(self, step: Step, items: dict[int, Any]) -> None:

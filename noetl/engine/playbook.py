@@ -73,13 +73,9 @@ class Loop:
     items: Any
     iterator: str
     mode: LoopMode = "sequential"
-    # Parallel only: how many iterations run at once (None: all).
-    max_in_flight: int | None = None
-
-    @property
-    def limit(self) -> int | None:
-        """Iterations running at once at most (None: no limit)."""
-        return 1 if self.mode == "sequential" else self.max_in_flight
+    # Parallel only: how many iterations run at once (None: all); a template is rendered when the
+    # step starts.
+    max_in_flight: int | str | None = None
 
 
 @dataclass(frozen=True)
@@ -395,7 +391,9 @@ def _loop(value: Any) -> Loop | None:
     if mode not in ("sequential", "parallel"):
         raise PlaybookError(f"loop.spec.mode: expected sequential or parallel, got {mode!r}")
     limit = spec.get("max_in_flight", loop.get("max_in_flight"))
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if isinstance(limit, str) and templates.has_markup(limit):
+        _templates(limit, "loop.spec.max_in_flight")
+    elif limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PlaybookError(f"loop.spec.max_in_flight: expected a whole number of 1 or more, got {limit!r}")
     return Loop(items=items, iterator=iterator, mode=mode, max_in_flight=limit)
 

@@ -222,3 +222,14 @@ def test_policy_writes_of_an_iteration_go_into_the_context() -> None:
     sim.start()
     d = sim.finish_iteration("start", 0, 0, writes={"ctx.seen": 1})
     assert d.ctx == {"seen": 1}
+
+
+def test_max_in_flight_may_come_from_the_workload() -> None:
+    sim = Sim(playbook(parallel(limit="max_in_flight: '{{ width }}'")))
+    d = sim.start({"width": 3})
+    assert [x.iteration for x in d.dispatch] == [0, 1, 2]
+    d = Sim(playbook(parallel(limit="max_in_flight: '{{ width }}'"))).start({"width": 0})
+    assert d.final == "FAILED"
+    assert (
+        d.error == "step 'start' failed: loop.spec.max_in_flight: expected a whole number of 1 or more, got 0"
+    )

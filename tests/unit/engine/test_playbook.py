@@ -430,7 +430,7 @@ def test_loops_policies_and_sub_playbooks_parse_into_their_shapes() -> None:
     )
     loop = pb.steps["start"].loop
     assert loop is not None
-    assert (loop.items, loop.iterator, loop.mode, loop.limit) == ("{{ xs }}", "x", "parallel", 4)
+    assert (loop.items, loop.iterator, loop.mode, loop.max_in_flight) == ("{{ xs }}", "x", "parallel", 4)
     assert pb.steps["start"].tasks[0].spec["spec"]["policy"]["rules"][0]["then"]["attempts"] == 5
     assert pb.steps["child"].tasks[0].kind == "playbook"
     assert pb.targets == {"start": ("child",), "child": ()}
