@@ -36,6 +36,10 @@ MAX_ATTEMPTS = 100
 _THEN_KEYS = ("do", "attempts", "delay", "backoff", "set", "to")
 
 
+class NoTimeLeft(Exception):
+    """Raised by an attempt that cannot start: the command's time is used up. No rule can retry it."""
+
+
 class PolicyError(ValueError):
     """A policy that cannot be used; ``str(e)`` is one line naming the key."""
 
@@ -212,7 +216,11 @@ async def run(
     attempt = 0
     while True:
         attempt += 1
-        outcome = await attempt_once()
+        try:
+            outcome = await attempt_once()
+        except NoTimeLeft as exc:
+            applied.outcome = Outcome(ok=False, error=f"{exc} (after {attempt - 1} attempts)")
+            return applied
         if not rules:
             applied.outcome = outcome
             return applied

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Protocol, cast
 
@@ -116,12 +116,28 @@ async def attempt(kind: ToolKind, args: Strict, ctx: ToolContext) -> Outcome:
         return Outcome(ok=False, error=str(exc), output=exc.output)
 
 
+def attempts_within(kind: ToolKind, args: Strict, ctx: ToolContext) -> Callable[[], Awaitable[Outcome]]:
+    """Runs of one tool that share ``ctx.timeout``: each attempt gets what is left of it; with
+    nothing left, ``policy.NoTimeLeft`` ends the attempts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeout
+
+    async def once() -> Outcome:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise policy.NoTimeLeft(f"no time left of the command's {ctx.timeout:g}s for another attempt")
+        return await attempt(kind, args, replace(ctx, timeout=remaining))
+
+    return once
+
+
 async def run_with_policy(
     kind: ToolKind, args: Strict, ctx: ToolContext, rules: tuple[policy.Rule, ...]
 ) -> Outcome:
-    """Run a single tool (not a task of a list) under its policy: the outcome carries the
-    policy's context writes and the retried attempts. Its rules see ``output`` and ``attempt``."""
-    applied = await policy.run(lambda: attempt(kind, args, ctx), rules, {}, "spec", None)
+    """Run a single tool (not a task of a list) under its policy, every attempt within the
+    command's time: the outcome carries the policy's context writes and the retried attempts.
+    Its rules see ``output`` and ``attempt``."""
+    applied = await policy.run(attempts_within(kind, args, ctx), rules, {}, "spec", None)
     return replace(applied.outcome, ctx=applied.writes or None, retries=tuple(applied.retries))
 
 

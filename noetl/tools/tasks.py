@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import replace
@@ -108,7 +107,7 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
     policies' context writes and retried attempts."""
     # Imported here: the registry imports this module, and the engine's calls module renders templates.
     from noetl.engine import calls, templates
-    from noetl.tools.registry import attempt, parse_tool, policy_rules
+    from noetl.tools.registry import attempts_within, parse_tool, policy_rules
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.timeout
@@ -169,7 +168,7 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
             except ToolError as exc:
                 return ended(Outcome(ok=False, error=f"task '{name}': {exc}", output={"done": done}))
             applied = await policy.run(
-                functools.partial(attempt, kind, parsed, task_ctx), rules, scope, f"task '{name}': spec", name
+                attempts_within(kind, parsed, task_ctx), rules, scope, f"task '{name}': spec", name
             )
             outcome = applied.outcome
             retries.extend(applied.retries)

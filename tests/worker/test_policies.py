@@ -215,3 +215,15 @@ def test_a_task_retried_by_its_policy_reports_its_attempts_by_task(tmp_path: Any
         ("flaky", 2, "ValueError (line 3): 1"),
     ]
     assert outcome.payload()["retries"][1]["attempt"] == 2
+
+
+def test_retried_attempts_share_the_commands_time() -> None:
+    # Every attempt fails after 1 s; the rule would allow 50 of them, the command's 2.5 s do not.
+    retry = policy({"when": "{{ output.status == 'error' }}", "then": {"do": "retry", "attempts": 50}})
+    tool = {"kind": "python", "code": "import time; time.sleep(1); raise ValueError('slow')", "spec": retry}
+    outcome = run(tool, timeout=2.5)
+    assert not outcome.ok
+    assert outcome.error is not None
+    assert outcome.error.startswith("no time left of the command's 2.5s for another attempt (after ")
+    # Two or three attempts ran (the third is cut short by the time left), each one listed.
+    assert 2 <= len(outcome.retries) <= 3
