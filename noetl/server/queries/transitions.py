@@ -311,7 +311,8 @@ async def apply(
         )
     if decisions.cancel or decisions.final:
         await _cancel_children(conn, execution_id, None if decisions.final else decisions.cancel, decisions)
-    if pb is not None and state is not None:
+    if pb is not None and state is not None and (decisions.children or decisions.collect is not None):
+        # Only these need the state after the decisions (computing it copies the workload).
         after = state_after(state, decisions)
         for child in decisions.children:
             notices += await _start_child(conn, execution_id, pb, after, child)
