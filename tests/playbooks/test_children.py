@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from noetl.server.queries.transitions import MAX_CHILD_DEPTH
 from tests.playbooks.conftest import Playbooks, count, enters
 from tests.playbooks.test_runs import processes_with, wait_gone
 from tests.services import wait_until
@@ -146,3 +147,21 @@ workflow:
     execution = playbooks.wait_ended(parent)
     assert execution["status"] == "FAILED"
     assert "sub-playbook 'tests/slow'" in execution["error"] and "CANCELLED" in execution["error"]
+
+
+def test_a_playbook_that_starts_itself_fails_instead_of_nesting_forever(playbooks: Playbooks) -> None:
+    content = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: itself, path: tests/itself}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: tests/itself}
+"""
+    execution = playbooks.run(content)
+    assert execution["status"] == "FAILED"
+    assert "does a playbook start itself?" in execution["error"], execution["error"]
+    rows = playbooks.query(
+        "SELECT status, count(*) AS n FROM noetl.executions WHERE path = 'tests/itself' GROUP BY 1"
+    )
+    # The root and MAX_CHILD_DEPTH nested children, every one FAILED with its child.
+    assert rows == [{"status": "FAILED", "n": MAX_CHILD_DEPTH + 1}]

@@ -19,21 +19,26 @@ EXECUTION_COLUMNS = """
 """
 
 
+_ANCESTORS = """
+    WITH RECURSIVE up AS (
+        SELECT parent_execution_id AS id, 1 AS depth FROM noetl.executions WHERE execution_id = $1
+        UNION ALL
+        SELECT e.parent_execution_id, up.depth + 1
+        FROM noetl.executions e JOIN up ON e.execution_id = up.id
+    )
+    SELECT id FROM up WHERE id IS NOT NULL ORDER BY depth DESC
+"""
+
+
+async def depth(conn: asyncpg.Connection, execution_id: UUID) -> int:
+    """How many ancestors the execution has (0 for one started by a client)."""
+    return len(await conn.fetch(_ANCESTORS, execution_id))
+
+
 async def lock_execution(conn: asyncpg.Connection, execution_id: UUID) -> asyncpg.Record:
     """Take the row locks of the execution's ancestors (root first), then its own; its row, or
     NotFound. Call inside an open transaction."""
-    ancestors = await conn.fetch(
-        """
-        WITH RECURSIVE up AS (
-            SELECT parent_execution_id AS id, 1 AS depth FROM noetl.executions WHERE execution_id = $1
-            UNION ALL
-            SELECT e.parent_execution_id, up.depth + 1
-            FROM noetl.executions e JOIN up ON e.execution_id = up.id
-        )
-        SELECT id FROM up WHERE id IS NOT NULL ORDER BY depth DESC
-        """,
-        execution_id,
-    )
+    ancestors = await conn.fetch(_ANCESTORS, execution_id)
     for ancestor in ancestors:
         await conn.execute(
             "SELECT 1 FROM noetl.executions WHERE execution_id = $1 FOR UPDATE", ancestor["id"]

@@ -41,6 +41,18 @@ log = logging.getLogger(__name__)
 # and how many lost leases (dead workers) it survives before the step fails.
 STEP_TIMEOUT = 3600.0
 STEP_MAX_ATTEMPTS = 3
+# Sub-playbooks nest at most this deep: a playbook that starts itself fails its step instead of
+# creating executions without end (in one transaction, when each starts its child at once).
+MAX_CHILD_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Parent:
+    """Where a sub-playbook's end is reported: the parent execution's step (and iteration)."""
+
+    execution_id: UUID
+    step: str
+    iteration: int | None
 
 
 async def start(
@@ -75,15 +87,6 @@ async def _create(
     )
     notices = await apply(conn, execution_id, decisions, pb, state)
     return execution_id, notices
-
-
-@dataclass(frozen=True)
-class Parent:
-    """Where a sub-playbook's end is reported: the parent execution's step (and iteration)."""
-
-    execution_id: UUID
-    step: str
-    iteration: int | None
 
 
 async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> ExecutionState:
@@ -341,6 +344,12 @@ async def _start_child(
     """Create the child execution (same transaction); a playbook that is not in the catalog fails
     the parent's step, saying which."""
     try:
+        depth = await locks.depth(conn, execution_id)  # the parent's: its child is one deeper
+        if depth >= MAX_CHILD_DEPTH:
+            raise NotFound(
+                f"{child.path!r} would be nested {depth + 1} deep (at most {MAX_CHILD_DEPTH}): "
+                "does a playbook start itself?"
+            )
         entry = await catalog.find(conn, child.path, child.version)
     except NotFound as exc:
         error = f"sub-playbook: {exc}"
