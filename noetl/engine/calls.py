@@ -15,6 +15,8 @@ from noetl.engine import templates
 
 # Keys of a tool mapping that make its input instead of being passed on.
 INPUT_KEYS = ("args", "input")
+# The tool's policy: passed on as written; the worker renders its rules after each attempt.
+POLICY_KEY = "spec"
 # Kinds that are given their merged input as ``input`` (the others see it in templates only).
 INPUT_KINDS = ("python", "noop")
 
@@ -48,14 +50,17 @@ def prepare(
     tool_input = {**templates.render(raw_input, scope, f"{where}.input"), **step_input}
     if kind == "noop":
         return Call(tool=None, input=tool_input)
-    rest = {key: value for key, value in spec.items() if key not in (*INPUT_KEYS, "kind")}
+    rest = {key: value for key, value in spec.items() if key not in (*INPUT_KEYS, "kind", POLICY_KEY)}
     tool: dict[str, Any] = {"kind": kind, **templates.render(rest, {**scope, "input": tool_input}, where)}
     if tool_input and kind in INPUT_KINDS:
         tool["input"] = tool_input
     if kind == "python" and "context" in str(tool.get("code", "")):
         # Only code that names `context` gets it: it holds every finished step's result.
         tool["context"] = templates.plain_scope(**frame)
-    return Call(tool=_checked(tool), input=tool_input)
+    checked = _checked(tool)
+    if POLICY_KEY in spec:
+        checked[POLICY_KEY] = spec[POLICY_KEY]
+    return Call(tool=checked, input=tool_input)
 
 
 def _checked(tool: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import yaml
 
 from noetl.engine import templates
-from noetl.tools.registry import KINDS, TOOL_KINDS
+from noetl.tools import policy
+from noetl.tools.registry import KINDS, TOOL_KINDS, missing_extra
 
 Mode = Literal["exclusive", "inclusive"]
 # Makes the one-line error of a step from a message about one of its keys.
@@ -21,10 +22,14 @@ Fail = Callable[[str], "PlaybookError"]
 
 API_VERSIONS = ("noetl.io/v2", "noetl.io/v10")
 # Kinds the engine handles itself, without a worker's tool: ``noop`` finishes at once with its
-# input; ``workbook`` is replaced by the named workbook entry's tool before dispatch.
-ENGINE_KINDS = ("noop", "workbook")
-# NoETL kinds that come with part 2 (issue 12); refused at registration until then.
-LATER_KINDS = {"playbook": "sub-playbooks", "duckdb": "the duckdb tool", "iterator": "loops"}
+# input; ``workbook`` is replaced by the named workbook entry's tool before dispatch; ``playbook``
+# starts a registered playbook as a child execution.
+ENGINE_KINDS = ("noop", "workbook", "playbook")
+# What each engine kind accepts (the worker's kinds declare theirs in their Args model).
+_ENGINE_KEYS = {"workbook": {"kind", "name", "input"}, "playbook": {"kind", "path", "version", "input"}}
+# NoETL kinds that are not built here; refused at registration.
+LATER_KINDS = {"iterator": "NoETL's iterator tool; write `loop:` on the step"}
+LoopMode = Literal["sequential", "parallel"]
 
 _STEP_KEYS = ("step", "desc", "tool", "input", "loop", "next", "set", "spec")
 _ARC_KEYS = ("step", "when", "set", "spec")
@@ -61,6 +66,19 @@ class Arc:
 
 
 @dataclass(frozen=True)
+class Loop:
+    """``loop: {in, iterator, spec: {mode, max_in_flight}}``: the step's tool runs once per item of
+    ``items`` (a template rendered when the step starts, or a literal list)."""
+
+    items: Any
+    iterator: str
+    mode: LoopMode = "sequential"
+    # Parallel only: how many iterations run at once (None: all); a template is rendered when the
+    # step starts.
+    max_in_flight: int | str | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     name: str
     desc: str | None
@@ -70,8 +88,7 @@ class Step:
     mode: Mode
     arcs: tuple[Arc, ...]
     set: dict[str, Any]
-    # Kept as data for part 2 (loops); part 1 refuses a step with a loop at registration.
-    loop: dict[str, Any] | None = None
+    loop: Loop | None = None
     # True when ``tool`` was a list of tasks (run on one worker by the ``tasks`` kind).
     task_list: bool = False
 
@@ -97,6 +114,14 @@ class Playbook:
     steps: dict[str, Step]  # in file order
     workbook: dict[str, WorkbookEntry]
     content: str
+    # The steps each step's arcs lead to, and every step reachable from it (both in file order;
+    # a step without ``next`` leads to ``end`` when there is one). Fan-in uses them.
+    targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reaches: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def sources(self, name: str) -> tuple[str, ...]:
+        """The steps with an arc to ``name``."""
+        return tuple(src for src, dests in self.targets.items() if name in dests)
 
 
 def parse_playbook(text: str) -> Playbook:
@@ -127,6 +152,7 @@ def parse_playbook(text: str) -> Playbook:
     workload = _mapping(doc.get("workload"), "workload")
     workbook = _workbook(doc.get("workbook"))
     steps = _workflow(doc.get("workflow"), workbook)
+    targets = _targets(steps)
     return Playbook(
         api_version=api_version,
         name=name,
@@ -136,7 +162,33 @@ def parse_playbook(text: str) -> Playbook:
         steps=steps,
         workbook=workbook,
         content=text,
+        targets=targets,
+        reaches=_reaches(targets),
     )
+
+
+def _targets(steps: Mapping[str, Step]) -> dict[str, tuple[str, ...]]:
+    targets = {}
+    for name, step in steps.items():
+        dests = tuple(dict.fromkeys(arc.step for arc in step.arcs))
+        if not dests and name != "end" and "end" in steps:
+            dests = ("end",)
+        targets[name] = dests
+    return targets
+
+
+def _reaches(targets: Mapping[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+    reaches = {}
+    for name in targets:
+        seen: set[str] = set()
+        stack = list(targets[name])
+        while stack:
+            dest = stack.pop()
+            if dest not in seen:
+                seen.add(dest)
+                stack.extend(targets.get(dest, ()))
+        reaches[name] = frozenset(seen)
+    return reaches
 
 
 def _load(text: str) -> dict[str, Any]:
@@ -218,7 +270,10 @@ def _kind(kind: Any, where: str) -> str:
     if not isinstance(kind, str) or not kind:
         raise PlaybookError(f"{where}: a tool kind is required")
     if kind in LATER_KINDS:
-        raise PlaybookError(f"{where}: {kind!r} ({LATER_KINDS[kind]}) is not supported yet")
+        raise PlaybookError(f"{where}: {kind!r} ({LATER_KINDS[kind]}) is not supported")
+    missing = missing_extra(kind)
+    if missing is not None:
+        raise PlaybookError(f"{where}: {missing}")
     known = tuple(dict.fromkeys(k for k in (*TOOL_KINDS, *ENGINE_KINDS) if k != "tasks"))
     if kind not in known:
         kinds = ", ".join(known)
@@ -269,17 +324,22 @@ def _step(name: str, item: dict[str, Any], workbook: Mapping[str, WorkbookEntry]
     try:
         step_input = _mapping(item.get("input"), "input")
         step_set = _set(item.get("set"), "set")
-        loop = item.get("loop")
-        if loop is not None:
-            _mapping(loop, "loop")
+        loop = _loop(item.get("loop"))
     except PlaybookError as exc:
         raise fail(str(exc)) from None
-    if loop is not None:
-        raise fail("loop: loops are not supported yet")
     tasks, task_list = _tasks(item.get("tool"), workbook, fail)
+    if task_list:
+        for task in tasks:
+            if task.kind == "playbook":
+                raise fail(f"tool '{task.name}'.kind: a sub-playbook is a step's tool, not a task of a list")
+            to = _jumps(task.spec)
+            if to is not None and to not in {t.name for t in tasks}:
+                raise fail(f"tool '{task.name}'.spec: jump to '{to}': no task of this list has that name")
     mode, arcs = _next(item.get("next"), fail)
     _templates(step_input, "input", name)
     _templates(step_set, "set", name)
+    if loop is not None:
+        _templates(loop.items, "loop.in", name)
     for task in tasks:
         where = "tool" if task.name is None else f"tool '{task.name}'"
         _templates(task.spec, where, name)
@@ -302,6 +362,44 @@ def _step(name: str, item: dict[str, Any], workbook: Mapping[str, WorkbookEntry]
         loop=loop,
         task_list=task_list,
     )
+
+
+_LOOP_KEYS = ("in", "iterator", "spec", "mode", "max_in_flight")
+
+
+def _loop(value: Any) -> Loop | None:
+    if value is None:
+        return None
+    loop = _mapping(value, "loop")
+    unknown = [key for key in loop if key not in _LOOP_KEYS]
+    if unknown:
+        raise PlaybookError(f"loop.{unknown[0]}: unknown key; expected in, iterator, spec")
+    if "in" not in loop:
+        raise PlaybookError("loop.in: the list to loop over is required (a template or a list)")
+    items = loop["in"]
+    if not isinstance(items, str | list):
+        raise PlaybookError(f"loop.in: expected a template or a list, got {_type(items)}")
+    iterator = loop.get("iterator", "item")
+    if not isinstance(iterator, str) or not iterator.isidentifier() or iterator in _RESERVED:
+        raise PlaybookError(f"loop.iterator: expected a name made of letters, digits and _, got {iterator!r}")
+    spec = _mapping(loop.get("spec"), "loop.spec")
+    unknown = [key for key in spec if key not in ("mode", "max_in_flight")]
+    if unknown:
+        raise PlaybookError(f"loop.spec.{unknown[0]}: unknown key; expected mode, max_in_flight")
+    # NoETL also accepts them beside `in`.
+    mode = spec.get("mode", loop.get("mode", "sequential"))
+    if mode not in ("sequential", "parallel"):
+        raise PlaybookError(f"loop.spec.mode: expected sequential or parallel, got {mode!r}")
+    limit = spec.get("max_in_flight", loop.get("max_in_flight"))
+    if isinstance(limit, str) and templates.has_markup(limit):
+        _templates(limit, "loop.spec.max_in_flight")
+    elif limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PlaybookError(f"loop.spec.max_in_flight: expected a whole number of 1 or more, got {limit!r}")
+    return Loop(items=items, iterator=iterator, mode=mode, max_in_flight=limit)
+
+
+# Names a loop's iterator cannot take: the scope words templates already use.
+_RESERVED = ("iter", "ctx", "workload", "loop_index", "execution_id", "job", "input", "output", "event")
 
 
 def _set(value: Any, where: str) -> dict[str, Any]:
@@ -353,6 +451,16 @@ def _tool(
     except PlaybookError as exc:
         raise fail(str(exc)) from None
     _keys(spec, kind, where, fail)
+    if kind == "playbook":
+        path, version = spec.get("path"), spec.get("version")
+        if not isinstance(path, str) or not path.strip():
+            raise fail(f"{where}.path: the catalog path of the playbook to run is required")
+        if version is not None and not (
+            (isinstance(version, int) and not isinstance(version, bool) and version >= 1)
+            or version == "latest"
+            or (isinstance(version, str) and templates.has_markup(version))
+        ):
+            raise fail(f"{where}.version: expected a version number or 'latest', got {version!r}")
     if kind == "workbook":
         entry = spec.get("name")
         if not isinstance(entry, str) or not entry:
@@ -366,16 +474,42 @@ def _tool(
 def _keys(spec: Mapping[str, Any], kind: str, where: str, fail: Fail) -> None:
     """A key the kind does not know is refused now, not when a worker gets the command."""
     if "spec" in spec:
-        raise fail(f"{where}.spec: policies (spec.policy) are not supported yet")
-    if kind == "workbook":
-        allowed = {"kind", "name", "input"}
+        if kind in _ENGINE_KEYS:
+            raise fail(f"{where}.spec: a {kind} call has no policy (policies run on a worker's tool)")
+        try:
+            rules = policy.rules_of(spec["spec"], f"{where}.spec")
+        except policy.PolicyError as exc:
+            raise fail(str(exc)) from None
+        for i, rule in enumerate(rules):
+            at = f"{where}.spec.policy.rules[{i}]"
+            if rule.when is not None:
+                try:
+                    templates.check_condition(rule.when, f"{at}.when")
+                except templates.TemplateError as exc:
+                    raise fail(str(exc)) from None
+            _templates(dict(rule.then.set), f"{at}.then.set")
+    if kind in _ENGINE_KEYS:
+        allowed = set(_ENGINE_KEYS[kind])
     else:
         model = KINDS[kind].Args
-        allowed = {info.alias or name for name, info in model.model_fields.items()} | {"args", "input"}
+        allowed = {info.alias or name for name, info in model.model_fields.items()} | {
+            "args",
+            "input",
+            "spec",
+        }
     unknown = sorted(set(spec) - allowed)
     if unknown:
         expected = ", ".join(sorted(allowed - {"kind"}))
         raise fail(f"{where}.{unknown[0]}: unknown key for a {kind} tool; expected one of: {expected}")
+
+
+def _jumps(spec: Mapping[str, Any]) -> str | None:
+    """The task a task's policy jumps to (the first), or None."""
+    try:
+        rules = policy.rules_of(spec.get("spec"), "spec")
+    except policy.PolicyError:
+        return None  # refused with its own line by _keys
+    return next((rule.then.to for rule in rules if rule.then.do == "jump"), None)
 
 
 def _next(value: Any, fail: Fail) -> tuple[Mode, tuple[Arc, ...]]:

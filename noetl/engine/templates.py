@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import json
 import operator
 import re
@@ -141,6 +142,18 @@ _env.filters["b64decode"] = _b64decode
 _env.filters["from_json"] = json.loads
 
 
+# Compiling is most of a render's cost (a loop renders the same templates for every item):
+# compiled templates are kept, a playbook's few hundred at most.
+@functools.lru_cache(maxsize=4096)
+def _expression_of(expr: str) -> Any:
+    return _env.compile_expression(expr, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _template_of(text: str) -> Any:
+    return _env.from_string(text)
+
+
 def make_scope(
     *,
     execution_id: str,
@@ -177,9 +190,10 @@ def plain_scope(
     ctx: Mapping[str, Any],
     results: Mapping[str, Any],
     not_run: Iterable[str] = (),
+    loop: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What templates see, as plain JSON (the python tool's read-only ``context``): the steps
-    that did not run are simply absent."""
+    that did not run are simply absent; ``loop`` holds an iteration's names."""
     del not_run
     variables = {**workload, **ctx}
     return {
@@ -189,6 +203,7 @@ def plain_scope(
         "ctx": variables,
         "execution_id": execution_id,
         "job": {"uuid": execution_id, "execution_id": execution_id, "id": execution_id},
+        **(loop or {}),
     }
 
 
@@ -285,8 +300,8 @@ def _render_text(text: str, scope: Mapping[str, Any], where: str) -> Any:
     expr = _expression(text)
     try:
         if expr is not None:
-            return _plain(_env.compile_expression(expr, undefined_to_none=False)(**scope), where)
-        rendered = _env.from_string(text).render(scope)
+            return _plain(_expression_of(expr)(**scope), where)
+        rendered = _template_of(text).render(scope)
     except TemplateError:
         raise
     except Exception as exc:
@@ -349,7 +364,7 @@ def is_true(expression: str | bool, scope: Mapping[str, Any], where: str) -> boo
         value = render(expression, scope, where)
     else:
         try:
-            value = _env.compile_expression(_condition_source(expression), undefined_to_none=False)(**scope)
+            value = _expression_of(_condition_source(expression))(**scope)
         except Exception as exc:
             raise _fail(where, exc) from None
         if isinstance(value, NotRun):

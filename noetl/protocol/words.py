@@ -34,6 +34,8 @@ EventType = Literal[
     "step.enter",
     "call.done",
     "call.error",
+    # An attempt that a policy retries (the worker reports it; payload: attempt, error, delay, task).
+    "call.retry",
     "step.exit",
     "loop.done",
     "workflow.completed",

@@ -163,6 +163,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             ADD COLUMN status text;
         """,
     ),
+    Migration(
+        3,
+        "loops and their iterations, the step a child execution finishes",
+        """
+        -- A loop step's state, one row per loop: counters, so that an iteration's end costs the
+        -- same however long the list (the items and results are rows of noetl.iterations).
+        CREATE TABLE noetl.loops (
+            execution_id uuid NOT NULL,
+            step text NOT NULL,
+            total integer NOT NULL CHECK (total >= 0),
+            -- NULL: no limit (a sequential loop has 1)
+            max_in_flight integer CHECK (max_in_flight >= 1),
+            dispatched integer NOT NULL DEFAULT 0,
+            done integer NOT NULL DEFAULT 0,
+            failed integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (execution_id, step),
+            FOREIGN KEY (execution_id, step) REFERENCES noetl.step_runs ON DELETE CASCADE
+        );
+        -- The item list, rendered once when the loop starts, and each iteration's result.
+        CREATE TABLE noetl.iterations (
+            execution_id uuid NOT NULL,
+            step text NOT NULL,
+            iteration integer NOT NULL CHECK (iteration >= 0),
+            item jsonb,
+            status text NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed', 'cancelled')),
+            result jsonb,
+            error text,
+            PRIMARY KEY (execution_id, step, iteration),
+            FOREIGN KEY (execution_id, step) REFERENCES noetl.loops ON DELETE CASCADE
+        );
+        -- A sub-playbook's execution ends the step (and iteration, in a loop) of its parent.
+        ALTER TABLE noetl.executions ADD COLUMN parent_step text, ADD COLUMN parent_iteration integer;
+        """,
+    ),
 )
 
 

@@ -202,6 +202,15 @@ class ExecutionSummary(BaseModel):
     finished_at: datetime | None = None
 
 
+class Iterations(BaseModel):
+    """A loop step's iterations by state (counters: the items are never in an answer)."""
+
+    total: int
+    done: int
+    failed: int
+    running: int
+
+
 class StepView(BaseModel):
     name: str
     status: StepStatus
@@ -210,6 +219,7 @@ class StepView(BaseModel):
     finished_at: datetime | None
     result: Any = None
     error: str | None = None
+    iterations: Iterations | None = None
 
 
 class ExecutionView(ExecutionSummary):
@@ -296,10 +306,18 @@ class PlaybookEvent(BaseModel):
     created_at: datetime
     result: Any = None
     error: str | None = None
+    # An iteration's call.done / call.error / call.retry: the loop item's index.
+    iteration: int | None = None
+    # A call.retry: the attempt that failed and is retried (1 for the first).
+    attempt: int | None = None
 
 
 class PlaybookEvents(BaseModel):
     items: list[PlaybookEvent]
+
+
+class LoopProgress(Iterations):
+    step: str
 
 
 class Progress(BaseModel):
@@ -314,6 +332,8 @@ class ExecutionProgress(BaseModel):
     status: ExecutionStatus
     current_step: str | None
     progress: Progress
+    # Each loop step's iterations by state (counters, whatever the loop's size).
+    loops: list[LoopProgress] = []
     is_cancelled: bool
 
 

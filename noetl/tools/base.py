@@ -49,12 +49,21 @@ class Outcome:
     result: Any = None
     error: str | None = None
     output: Mapping[str, Any] | None = None
+    # Context writes of a policy's ``set`` (key -> value, rendered on the worker).
+    ctx: Mapping[str, Any] | None = None
+    # The attempts a policy retried, in order: {"attempt": 1.., "error", "status" (http), "task"}.
+    retries: tuple[Mapping[str, Any], ...] = ()
 
     def payload(self) -> dict[str, Any]:
-        """The event payload: ``{"result": ...}`` or ``{"error": ...}``, plus any ``output``."""
+        """The event payload: ``{"result": ...}`` or ``{"error": ...}``, plus any ``output``,
+        ``ctx`` (a policy's context writes, for the engine) and ``retries`` (retried attempts)."""
         payload: dict[str, Any] = {"result": self.result} if self.ok else {"error": self.error or "failed"}
         if self.output is not None:
             payload["output"] = dict(self.output)
+        if self.ctx:
+            payload["ctx"] = dict(self.ctx)
+        if self.retries:
+            payload["retries"] = [dict(r) for r in self.retries]
         return payload
 
 

@@ -11,16 +11,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Annotated, Any, Protocol, cast
 
 from pydantic import Field, ValidationError
 
 from noetl.protocol.types import Strict, describe_validation
-from noetl.tools import http, noop, python, shell, tasks
+from noetl.tools import duckdb, http, noop, policy, python, shell, tasks
 from noetl.tools.base import Outcome, ToolContext, ToolError
 
-__all__ = ["KINDS", "TOOL_KINDS", "Outcome", "Tool", "ToolContext", "ToolError", "run_tool", "tool_spec"]
+__all__ = [
+    "KINDS",
+    "TOOL_KINDS",
+    "Outcome",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "missing_extra",
+    "run_tool",
+    "tool_spec",
+]
 
 log = logging.getLogger("noetl.worker")
 
@@ -38,11 +49,13 @@ class ToolKind(Protocol):
     def describe(self, tool: Mapping[str, Any], /) -> str: ...
 
 
-_MODULES = (shell, python, http, noop, tasks)
+_MODULES = (shell, python, http, noop, duckdb, tasks)
 KINDS: dict[str, ToolKind] = {module.KIND: cast(ToolKind, module) for module in _MODULES}
 TOOL_KINDS = tuple(KINDS)
 # The ``tool`` of a request: one of the kinds' argument models, chosen by ``kind``.
-Tool = Annotated[shell.Args | python.Args | http.Args | noop.Args | tasks.Args, Field(discriminator="kind")]
+Tool = Annotated[
+    shell.Args | python.Args | http.Args | noop.Args | duckdb.Args | tasks.Args, Field(discriminator="kind")
+]
 
 # Extra time a tool gets past the command's timeout to kill its children and report on its own.
 _GUARD_GRACE = 5.0
@@ -56,9 +69,14 @@ def tool_spec(tool: Strict) -> dict[str, Any]:
 
 
 def parse_tool(tool: Any) -> tuple[ToolKind, Strict]:
-    """The kind and its validated arguments; ``ToolError`` (one line) when the tool is not valid."""
+    """The kind and its validated arguments; ``ToolError`` (one line) when the tool is not valid.
+    A playbook's ``spec`` (the policy) is checked here and left out of the arguments
+    (``policy_rules`` reads it)."""
     if not isinstance(tool, Mapping):
         raise ToolError("the command's `tool` must be an object with a `kind`")
+    if "spec" in tool:
+        policy_rules(tool)
+        tool = {key: value for key, value in tool.items() if key != "spec"}
     name = tool.get("kind")
     kind = KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
@@ -69,10 +87,58 @@ def parse_tool(tool: Any) -> tuple[ToolKind, Strict]:
         raise ToolError(f"{kind.KIND} tool: {describe_validation(exc.errors())}") from None
 
 
+def missing_extra(kind: str) -> str | None:
+    """One line naming the extra to install when ``kind`` needs a package that is not here."""
+    if kind == duckdb.KIND and not duckdb.installed():
+        return duckdb.EXTRA
+    return None
+
+
+def policy_rules(tool: Mapping[str, Any]) -> tuple[policy.Rule, ...]:
+    """The rules of the tool's ``spec.policy``; () without one; ToolError when they are not valid."""
+    try:
+        return policy.rules_of(tool.get("spec"), "spec")
+    except policy.PolicyError as exc:
+        raise ToolError(str(exc)) from None
+
+
 def describe(tool: Mapping[str, Any]) -> str:
     """One line about a stored tool, for people."""
     kind = KINDS.get(str(tool.get("kind")))
     return kind.describe(tool) if kind is not None else str(tool.get("kind", "?"))
+
+
+async def attempt(kind: ToolKind, args: Strict, ctx: ToolContext) -> Outcome:
+    """One run of a tool: a ToolError is a failed outcome."""
+    try:
+        return await kind.run(args, ctx)
+    except ToolError as exc:
+        return Outcome(ok=False, error=str(exc), output=exc.output)
+
+
+def attempts_within(kind: ToolKind, args: Strict, ctx: ToolContext) -> Callable[[], Awaitable[Outcome]]:
+    """Runs of one tool that share ``ctx.timeout``: each attempt gets what is left of it; with
+    nothing left, ``policy.NoTimeLeft`` ends the attempts."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeout
+
+    async def once() -> Outcome:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise policy.NoTimeLeft(f"no time left of the command's {ctx.timeout:g}s for another attempt")
+        return await attempt(kind, args, replace(ctx, timeout=remaining))
+
+    return once
+
+
+async def run_with_policy(
+    kind: ToolKind, args: Strict, ctx: ToolContext, rules: tuple[policy.Rule, ...]
+) -> Outcome:
+    """Run a single tool (not a task of a list) under its policy, every attempt within the
+    command's time: the outcome carries the policy's context writes and the retried attempts.
+    Its rules see ``output`` and ``attempt``."""
+    applied = await policy.run(attempts_within(kind, args, ctx), rules, {}, "spec", None)
+    return replace(applied.outcome, ctx=applied.writes or None, retries=tuple(applied.retries))
 
 
 async def run_tool(tool: Any, ctx: ToolContext) -> Outcome:
@@ -81,7 +147,10 @@ async def run_tool(tool: Any, ctx: ToolContext) -> Outcome:
     Cancellation goes through (the tool kills its processes first)."""
     try:
         kind, args = parse_tool(tool)
-        return await asyncio.wait_for(kind.run(args, ctx), ctx.timeout + _GUARD_GRACE)
+        rules = policy_rules(tool)
+        if not rules:
+            return await asyncio.wait_for(kind.run(args, ctx), ctx.timeout + _GUARD_GRACE)
+        return await asyncio.wait_for(run_with_policy(kind, args, ctx, rules), ctx.timeout + _GUARD_GRACE)
     except ToolError as exc:
         return Outcome(ok=False, error=str(exc), output=exc.output)
     except TimeoutError:

@@ -7,16 +7,21 @@ worker harness's ``Cluster``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from noetl.protocol.words import EXECUTION_FINISHED
+from tests.server.conftest import pg_fetch
 from tests.services import Postgres, nats_server
 from tests.worker.harness import Cluster, clean_env
 
@@ -77,31 +82,92 @@ class Playbooks(Cluster):
     def steps(self, execution: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {s["name"]: s for s in execution["steps"]}
 
+    def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Rows of the server's database (what the API does not show: commands, workers)."""
+        return pg_fetch(self.env, sql, *args)
+
+    def children(self, execution_id: str) -> list[dict[str, Any]]:
+        status, body = self.api("GET", f"/api/executions?parent_execution_id={execution_id}")
+        assert status == 200, body
+        return list(body["items"])
+
 
 def enters(events: list[dict[str, Any]]) -> Counter[str]:
     """``step.enter`` events by step."""
     return Counter(e["node_name"] for e in events if e["event_type"] == "step.enter")
 
 
-@pytest.fixture(scope="module")
-def playbooks(pg_server: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playbooks]:
-    """A server and two workers on a database and NATS of this module's own."""
-    tmp = tmp_path_factory.mktemp("playbooks")
+def count(events: list[dict[str, Any]], kind: str, step: str | None = None) -> int:
+    """Events of type ``kind`` (of ``step`` only, when given)."""
+    return sum(1 for e in events if e["event_type"] == kind and (step is None or e["node_name"] == step))
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers each path with the next (status, JSON body) of its script, the last one forever."""
+
+    server: Scripted.Server
+
+    class Server(ThreadingHTTPServer):
+        scripts: dict[str, list[tuple[int, Any]]]
+        hits: Counter[str]
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        script = self.server.scripts.get(path, [(404, {"error": f"no {path}"})])
+        seen = self.server.hits[path]
+        self.server.hits[path] += 1
+        status, body = script[min(seen, len(script) - 1)]
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def scripted_http(scripts: dict[str, list[tuple[int, Any]]]) -> Iterator[Scripted.Server]:
+    """A tiny HTTP server on a free 127.0.0.1 port; ``.hits`` counts the requests per path."""
+    server = Scripted.Server(("127.0.0.1", 0), Scripted)
+    server.scripts, server.hits = scripts, Counter()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
+def cluster(pg_server: Postgres, tmp: Path, concurrency: int = 8) -> Iterator[Playbooks]:
+    """A server and two workers (``concurrency`` slots each) on a database and NATS of their own."""
     name = f"noetl_playbooks_{next(_databases)}"
     pg_server.create_database(name)
     with nats_server(tmp / "nats") as nats:
-        cluster = Playbooks(
+        found = Playbooks(
             tmp=tmp,
             env=clean_env(
                 **pg_server.env(name), NATS_URL=nats.url, NOETL_REAPER_INTERVAL="0.2", NOETL_LOG_LEVEL="info"
             ),
         )
         try:
-            cluster.start_server()
+            found.start_server()
             for worker in WORKERS:
-                cluster.start_worker(worker, NOETL_WORKER_CONCURRENCY="8")
+                found.start_worker(worker, NOETL_WORKER_CONCURRENCY=str(concurrency))
             for worker in WORKERS:
-                cluster.wait_worker_ready(worker)
-            yield cluster
+                found.wait_worker_ready(worker)
+            yield found
         finally:
-            cluster.stop_all()
+            found.stop_all()
+
+
+@pytest.fixture(scope="module")
+def playbooks(pg_server: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playbooks]:
+    """A server and two workers on a database and NATS of this module's own."""
+    with cluster(pg_server, tmp_path_factory.mktemp("playbooks")) as found:
+        yield found

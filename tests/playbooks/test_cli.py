@@ -83,7 +83,7 @@ def test_exec_a_file_and_wait(playbooks: Playbooks) -> None:
     assert code == 0
     text = out.splitlines()
     assert text[0] == f"execution {execution_id}  COMPLETED  examples/hello version 1"
-    assert text[2].split() == ["STEP", "STATUS", "DURATION", "ATTEMPTS"]
+    assert text[2].split() == ["STEP", "STATUS", "DURATION", "ATTEMPTS", "ITERATIONS"]
     assert text[3].split()[0::3] == ["start", "1"] and text[3].split()[1] == "done"
     assert text[4].split()[0:2] == ["end", "done"]
 

@@ -1,5 +1,6 @@
-"""A 20-step playbook under `noetl run` while the server is SIGKILLed once and a worker once:
-it completes with exactly one step.enter per step and every step's result recorded once.
+"""Playbooks under `noetl run` while the server (and a worker) is SIGKILLed: a 20-step chain,
+a parallel loop and a fan-in each complete with every count exact: one step.enter per step, one
+call.done per step or iteration, one loop.done, reduce entered once.
 
 supervisord restarts what was killed. The killed worker was running a step: its lease expires,
 the step's command runs again (at-least-once), and the engine still records its end once.
@@ -90,6 +91,40 @@ def wait_done_steps(stack: Stack, execution_id: str, count: int, timeout: float 
         time.sleep(0.05)
 
 
+def all_events(stack: Stack, execution_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        after = events[-1]["event_id"] if events else 0
+        page = call(stack, "GET", f"/api/executions/{execution_id}/events?limit=500&after={after}")["items"]
+        events.extend(page)
+        if len(page) < 500:
+            return events
+
+
+def wait_ended(stack: Stack, execution_id: str, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (execution := call(stack, "GET", f"/api/executions/{execution_id}"))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, execution
+        time.sleep(0.2)
+    return dict(execution)
+
+
+def kill_server(stack: Stack) -> None:
+    """SIGKILL the server; return once supervisord has started a new one."""
+    server = pid_of(stack, "server")
+    psutil.Process(server).kill()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if pid_of(stack, "server") != server:
+                break
+        except AssertionError:
+            pass  # not running right now
+        assert time.monotonic() < deadline, "the server was not restarted"
+        time.sleep(0.1)
+    stack.wait_ready()
+
+
 def busy_worker(stack: Stack, timeout: float = 30) -> psutil.Process:
     """A worker with a tool process below it (it is running a step now)."""
     deadline = time.monotonic() + timeout
@@ -132,16 +167,108 @@ def test_twenty_steps_survive_a_server_and_a_worker_kill(stack: Stack) -> None:
     # The killed worker's step ran again (its lease expired) ...
     assert max(s["attempts"] for s in steps.values()) >= 2, steps
     # ... but every transition happened once.
-    events = []
-    while True:
-        after = events[-1]["event_id"] if events else 0
-        page = call(stack, "GET", f"/api/executions/{execution_id}/events?limit=500&after={after}")["items"]
-        events.extend(page)
-        if len(page) < 500:
-            break
+    events = all_events(stack, execution_id)
     assert enters(events) == {name: 1 for name in steps}
     kinds = [e["event_type"] for e in events]
     assert kinds.count("call.done") == STEPS and kinds.count("call.error") == 0
     assert kinds.count("playbook.completed") == 1
     stack.wait_running({"server", *WORKERS})
+    assert stack.stop() == 0
+
+
+LOOP_ITEMS = 300
+LOOP = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: loop, path: tests/loop}
+workflow:
+  - step: start
+    loop:
+      in: "{{ workload.items }}"
+      iterator: x
+      spec: {mode: parallel, max_in_flight: 8}
+    tool:
+      kind: python
+      code: "import time\\ntime.sleep(0.05)\\nresult = x + 1"
+      input: {x: "{{ x }}"}
+"""
+
+
+def test_a_parallel_loop_survives_a_server_kill(stack: Stack) -> None:
+    stack.start()
+    stack.wait_running({"server", *WORKERS})
+    stack.wait_ready()
+    call(stack, "POST", "/api/catalog/register", {"content": LOOP})
+    execution_id = call(
+        stack, "POST", "/api/execute", {"path": "tests/loop", "payload": {"items": list(range(LOOP_ITEMS))}}
+    )["execution_id"]
+
+    def done() -> int:
+        loops = call(stack, "GET", f"/api/executions/{execution_id}/status").get("loops", [])
+        return int(loops[0]["done"]) if loops else 0
+
+    deadline = time.monotonic() + 120
+    while done() < LOOP_ITEMS // 4:
+        assert time.monotonic() < deadline, "the loop does not advance"
+        time.sleep(0.05)
+    kill_server(stack)
+    assert done() < LOOP_ITEMS, "the loop ended before the kill: the test proves nothing"
+
+    execution = wait_ended(stack, execution_id)
+    assert execution["status"] == "COMPLETED", execution
+    assert execution["result"] == [x + 1 for x in range(LOOP_ITEMS)]
+    events = all_events(stack, execution_id)
+    calls = [e["iteration"] for e in events if e["event_type"] == "call.done"]
+    assert sorted(calls) == list(range(LOOP_ITEMS))  # exactly one call.done per iteration
+    kinds = [e["event_type"] for e in events]
+    assert (kinds.count("loop.done"), kinds.count("call.error"), kinds.count("playbook.completed")) == (
+        1,
+        0,
+        1,
+    )
+    assert enters(events) == {"start": 1}
+    assert stack.stop() == 0
+
+
+FAN_IN = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: fan, path: tests/fan}
+workflow:
+  - step: start
+    next:
+      spec: {mode: inclusive}
+      arcs: [{step: a1}, {step: b1}]
+  - step: a1
+    tool: {kind: python, code: "import time\\ntime.sleep(3)\\nresult = 'a'"}
+    next: reduce
+  - step: b1
+    tool: {kind: python, code: "import time\\ntime.sleep(1)\\nresult = 'b1'"}
+    next: b2
+  - step: b2
+    tool: {kind: python, code: "import time\\ntime.sleep(2.5)\\nresult = 'b2'"}
+    next: reduce
+  - step: reduce
+    tool: {kind: python, code: "result = [a, b]", input: {a: "{{ a1 }}", b: "{{ b2 }}"}}
+"""
+
+
+def test_a_fan_in_survives_a_server_kill(stack: Stack) -> None:
+    stack.start()
+    stack.wait_running({"server", *WORKERS})
+    stack.wait_ready()
+    call(stack, "POST", "/api/catalog/register", {"content": FAN_IN})
+    execution_id = call(stack, "POST", "/api/execute", {"path": "tests/fan"})["execution_id"]
+    deadline = time.monotonic() + 60
+    while "b2" not in {
+        e["node_name"] for e in all_events(stack, execution_id) if e["event_type"] == "step.enter"
+    }:
+        assert time.monotonic() < deadline, "b2 never entered"
+        time.sleep(0.05)
+    kill_server(stack)  # a1 and b2 are running; both end while (or just after) the server is down
+    execution = wait_ended(stack, execution_id)
+    assert execution["status"] == "COMPLETED", execution
+    assert execution["result"] == ["a", "b2"]
+    events = all_events(stack, execution_id)
+    assert enters(events) == {"start": 1, "a1": 1, "b1": 1, "b2": 1, "reduce": 1}
+    kinds = [e["event_type"] for e in events]
+    assert (kinds.count("call.done"), kinds.count("playbook.completed")) == (4, 1)
     assert stack.stop() == 0

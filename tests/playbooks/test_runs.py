@@ -202,6 +202,8 @@ def test_events_page_in_order(playbooks: Playbooks) -> None:
         "created_at",
         "result",
         "error",
+        "iteration",
+        "attempt",
     }
     assert enters(everything) == {"start": 1, "s1": 1, "s2": 1, "s3": 1}
     missing = playbooks.api("GET", f"/api/executions/{uuid.uuid4()}/events")

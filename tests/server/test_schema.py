@@ -19,7 +19,17 @@ from tests.server.conftest import ROOT, Server, clean_env, pg_fetch, submit
 pytestmark = pytest.mark.integration
 
 LATEST = MIGRATIONS[-1].version
-TABLES = ["catalog", "commands", "events", "executions", "schema_version", "step_runs", "workers"]
+TABLES = [
+    "catalog",
+    "commands",
+    "events",
+    "executions",
+    "iterations",
+    "loops",
+    "schema_version",
+    "step_runs",
+    "workers",
+]
 ALL = ", ".join(str(m.version) for m in MIGRATIONS)
 
 

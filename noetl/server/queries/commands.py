@@ -22,7 +22,7 @@ import asyncpg
 from noetl.protocol.nats import Notice
 from noetl.protocol.words import FINAL_EVENTS, FINISHED
 from noetl.server.problems import Conflict, NotFound
-from noetl.server.queries import transitions
+from noetl.server.queries import locks, transitions
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,6 @@ class Recorded:
     notices: tuple[Notice, ...] = ()
 
 
-async def _lock_execution_of(conn: asyncpg.Connection, command_id: UUID) -> None:
-    # Lock order: the execution before its commands (cancel and the engine take it first), so a
-    # completion racing a cancel waits instead of deadlocking.
-    await conn.execute(
-        """
-        SELECT 1 FROM noetl.executions e JOIN noetl.commands c USING (execution_id)
-        WHERE c.command_id = $1 FOR UPDATE OF e
-        """,
-        command_id,
-    )
-
-
 async def record_event(
     conn: asyncpg.Connection,
     command_id: UUID,
@@ -197,10 +185,10 @@ async def record_event(
     final = type_ in FINAL_EVENTS
     async with conn.transaction():
         if final:
-            await _lock_execution_of(conn, command_id)
+            await locks.lock_execution_of(conn, command_id)
         cmd = await conn.fetchrow(
             """
-            SELECT execution_id, status, worker_id, attempt, claimed_at, step FROM noetl.commands
+            SELECT execution_id, status, worker_id, attempt, claimed_at, step, iteration FROM noetl.commands
             WHERE command_id = $1 FOR UPDATE
             """,
             command_id,
@@ -246,7 +234,14 @@ async def record_event(
             await _end_submit_execution(conn, cmd["execution_id"], type_)
         else:
             notices = await transitions.step_command_finished(
-                conn, cmd["execution_id"], cmd["step"], type_ == "completed", result, error
+                conn,
+                cmd["execution_id"],
+                cmd["step"],
+                cmd["iteration"],
+                type_ == "completed",
+                result,
+                error,
+                payload,
             )
     return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
 
@@ -334,7 +329,7 @@ async def kill_expired(conn: asyncpg.Connection, command_id: UUID) -> list[Notic
     execution (`noetl submit`) or its step (playbook) in the same transaction. None when it is
     no longer expired (its worker came back, or another replica did it)."""
     async with conn.transaction():
-        await _lock_execution_of(conn, command_id)
+        await locks.lock_execution_of(conn, command_id)
         row = await conn.fetchrow(
             """
             WITH old AS (
@@ -347,7 +342,7 @@ async def kill_expired(conn: asyncpg.Connection, command_id: UUID) -> list[Notic
                         || c.max_attempts || '): the command is dead',
                 worker_id = NULL, lease_until = NULL, updated_at = now()
             FROM old WHERE c.command_id = old.command_id
-            RETURNING c.execution_id, c.step, c.attempt, c.error, old.worker_id AS old_worker
+            RETURNING c.execution_id, c.step, c.iteration, c.attempt, c.error, old.worker_id AS old_worker
             """,
             command_id,
         )
@@ -366,7 +361,7 @@ async def kill_expired(conn: asyncpg.Connection, command_id: UUID) -> list[Notic
             await _end_submit_execution(conn, row["execution_id"], "dead")
             return []
         return await transitions.step_command_finished(
-            conn, row["execution_id"], row["step"], False, None, row["error"]
+            conn, row["execution_id"], row["step"], row["iteration"], False, None, row["error"]
         )
 
 

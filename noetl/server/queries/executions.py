@@ -80,12 +80,19 @@ async def get_execution(conn: asyncpg.Connection, execution_id: uuid.UUID) -> di
 
 async def step_summary(conn: asyncpg.Connection, execution_id: uuid.UUID) -> list[dict[str, Any]]:
     """Each step that entered, in the order they entered: status, attempts (the worker attempts
-    of its command, retries after lost leases included), times, and result or error."""
+    of its command, retries after lost leases included), times, result or error, and a loop
+    step's ``iterations`` counters (done/total; never its items)."""
     rows = await conn.fetch(
         """
         SELECT s.step AS name, s.status, greatest(s.attempts, coalesce(c.attempts, 0)) AS attempts,
-               s.started_at, s.finished_at, s.result, s.error
+               s.started_at, s.finished_at, s.result, s.error,
+               CASE WHEN l.step IS NOT NULL THEN jsonb_build_object(
+                   'total', l.total, 'done', l.done, 'failed', l.failed,
+                   'running', l.dispatched - l.done - l.failed) END AS iterations
         FROM noetl.step_runs s
+        LEFT JOIN noetl.loops l USING (execution_id, step)
+        -- A loop step's attempts: the most any of its iterations needed (one index probe, never
+        -- a scan of the iterations: the loop step's commands are found by the step index).
         LEFT JOIN LATERAL (
             SELECT max(attempt) AS attempts FROM noetl.commands
             WHERE execution_id = s.execution_id AND step = s.step
@@ -105,7 +112,8 @@ async def events_page(
     rows = await conn.fetch(
         """
         SELECT event_id, type AS event_type, node_name, status, created_at,
-               payload -> 'result' AS result, payload ->> 'error' AS error
+               payload -> 'result' AS result, payload ->> 'error' AS error,
+               (payload ->> 'iteration')::int AS iteration, (payload ->> 'attempt')::int AS attempt
         FROM noetl.events
         WHERE execution_id = $1 AND event_id > $2 AND type = ANY($3::text[])
         ORDER BY event_id LIMIT $4
@@ -124,29 +132,35 @@ async def exists(conn: asyncpg.Connection, execution_id: uuid.UUID) -> bool:
 
 
 async def list_executions(
-    conn: asyncpg.Connection, status: str | None, limit: int, offset: int
+    conn: asyncpg.Connection,
+    status: str | None,
+    limit: int,
+    offset: int,
+    parent_execution_id: uuid.UUID | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """A page of executions, newest first, and the total matching ``status`` (all when None)."""
+    """A page of executions, newest first, and the total matching ``status`` (all when None) and
+    ``parent_execution_id`` (the children of that execution; all when None)."""
+    where = "($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR parent_execution_id = $2)"
     rows = await conn.fetch(
         f"""
-        SELECT {SUMMARY_COLUMNS} FROM noetl.executions
-        WHERE $1::text IS NULL OR status = $1
+        SELECT {SUMMARY_COLUMNS} FROM noetl.executions WHERE {where}
         ORDER BY created_at DESC, execution_id
-        LIMIT $2 OFFSET $3
+        LIMIT $3 OFFSET $4
         """,
         status,
+        parent_execution_id,
         limit,
         offset,
     )
     total = await conn.fetchval(
-        "SELECT count(*) FROM noetl.executions WHERE $1::text IS NULL OR status = $1", status
+        f"SELECT count(*) FROM noetl.executions WHERE {where}", status, parent_execution_id
     )
     return [dict(r) for r in rows], int(total)
 
 
 async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, Any] | None:
-    """NoETL's ``/status``: the current step and counts of steps by state; None when unknown.
-    A `noetl submit` execution counts as one step (its command)."""
+    """NoETL's ``/status``: the current step, counts of steps by state, and each loop step's
+    iterations by state; None when unknown. A `noetl submit` execution counts as one step."""
     row = await conn.fetchrow(
         "SELECT status, catalog_id FROM noetl.executions WHERE execution_id = $1", execution_id
     )
@@ -161,6 +175,7 @@ async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[st
             "failed_steps": int(row["status"] == "FAILED"),
         }
         current = None
+        loops = []
     else:
         pb = await catalog.playbook(conn, row["catalog_id"])
         steps = await conn.fetch(
@@ -179,10 +194,18 @@ async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[st
         }
         running = [s["step"] for s in steps if s["status"] == "running"]
         current = running[0] if running else (steps[0]["step"] if steps else None)
+        loops = await conn.fetch(
+            """
+            SELECT step, total, done, failed, dispatched - done - failed AS running FROM noetl.loops
+            WHERE execution_id = $1 ORDER BY step
+            """,
+            execution_id,
+        )
     return {
         "execution_id": execution_id,
         "status": row["status"],
         "current_step": current,
         "progress": counts,
+        "loops": [dict(loop) for loop in loops],
         "is_cancelled": row["status"] == "CANCELLED",
     }

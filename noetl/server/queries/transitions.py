@@ -6,14 +6,21 @@ transaction as the event that caused them, while holding the execution's row loc
 FOR UPDATE``), so concurrent step ends of one execution are decided one after another and a crash
 at any moment neither loses nor doubles a transition.
 
-Lock order, everywhere: the execution row first, then its commands. Functions here expect the
-caller to hold the execution's lock (``lock_execution``) inside an open transaction.
+Lock order, everywhere (``locks``): the execution's ancestors, the execution row, then its
+commands. Functions here expect to run inside an open transaction; they take the locks.
+
+Loops keep their state in rows (``loops``): an iteration's end reads and writes one loop row and
+one iteration row, whatever the loop's size. A sub-playbook is a child execution created in the
+same transaction as the decision that started it; its final event reports to the parent in the
+same transaction as well.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -21,11 +28,12 @@ import asyncpg
 
 from noetl.engine import decide
 from noetl.engine.playbook import Playbook
-from noetl.engine.state import Decisions, Event, ExecutionState, StepRun
+from noetl.engine.state import ChildStart, Decisions, Event, ExecutionState, StepRun
+from noetl.engine.state import apply as state_after
 from noetl.protocol.nats import Notice
 from noetl.protocol.words import EXECUTION_FINISHED, STEP_FINISHED
 from noetl.server.problems import Conflict, NotFound
-from noetl.server.queries import catalog
+from noetl.server.queries import catalog, locks, loops
 
 log = logging.getLogger(__name__)
 
@@ -33,53 +41,64 @@ log = logging.getLogger(__name__)
 # and how many lost leases (dead workers) it survives before the step fails.
 STEP_TIMEOUT = 3600.0
 STEP_MAX_ATTEMPTS = 3
+# Sub-playbooks nest at most this deep: a playbook that starts itself fails its step instead of
+# creating executions without end (in one transaction, when each starts its child at once).
+MAX_CHILD_DEPTH = 16
 
 
-async def lock_execution(conn: asyncpg.Connection, execution_id: UUID) -> asyncpg.Record:
-    """Take the execution's row lock; its row, or NotFound."""
-    row = await conn.fetchrow(
-        """
-        SELECT execution_id, status, catalog_id, workload, ctx FROM noetl.executions
-        WHERE execution_id = $1 FOR UPDATE
-        """,
-        execution_id,
-    )
-    if row is None:
-        raise NotFound(f"no execution {execution_id}")
-    return row
+@dataclass(frozen=True)
+class Parent:
+    """Where a sub-playbook's end is reported: the parent execution's step (and iteration)."""
+
+    execution_id: UUID
+    step: str
+    iteration: int | None
 
 
 async def start(
     conn: asyncpg.Connection, entry: dict[str, Any], payload: dict[str, Any]
 ) -> tuple[UUID, list[Notice]]:
     """Create an execution of catalog ``entry`` and apply the engine's first decisions."""
+    async with conn.transaction():
+        return await _create(conn, entry, payload, None)
+
+
+async def _create(
+    conn: asyncpg.Connection, entry: dict[str, Any], payload: dict[str, Any], parent: Parent | None
+) -> tuple[UUID, list[Notice]]:
     pb = await catalog.playbook(conn, int(entry["catalog_id"]))
     execution_id = uuid.uuid4()
     state, decisions = decide.start(pb, str(execution_id), payload)
-    async with conn.transaction():
-        await conn.execute(
-            """
-            INSERT INTO noetl.executions (execution_id, status, catalog_id, path, version, workload, ctx)
-            VALUES ($1, 'RUNNING', $2, $3, $4, $5, $6)
-            """,
-            execution_id,
-            entry["catalog_id"],
-            entry["path"],
-            entry["version"],
-            state.workload,
-            state.ctx,
-        )
-        notices = await apply(conn, execution_id, decisions)
+    await conn.execute(
+        """
+        INSERT INTO noetl.executions (execution_id, status, catalog_id, path, version, workload, ctx,
+            parent_execution_id, parent_step, parent_iteration)
+        VALUES ($1, 'RUNNING', $2, $3, $4, $5, $6, $7, $8, $9)
+        """,
+        execution_id,
+        entry["catalog_id"],
+        entry["path"],
+        entry["version"],
+        state.workload,
+        state.ctx,
+        parent.execution_id if parent else None,
+        parent.step if parent else None,
+        parent.iteration if parent else None,
+    )
+    notices = await apply(conn, execution_id, decisions, pb, state)
     return execution_id, notices
 
 
 async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> ExecutionState:
+    """The engine's view: the step runs, with their loop counters (O(steps), not O(items))."""
+    execution_id = execution["execution_id"]
     rows = await conn.fetch(
         "SELECT step, status, result, error, attempts FROM noetl.step_runs WHERE execution_id = $1",
-        execution["execution_id"],
+        execution_id,
     )
+    counters = await loops.counters(conn, execution_id)
     return ExecutionState(
-        execution_id=str(execution["execution_id"]),
+        execution_id=str(execution_id),
         workload=execution["workload"] or {},
         ctx=execution["ctx"] or {},
         steps={
@@ -89,6 +108,7 @@ async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> Exe
                 result=r["result"],
                 error=r["error"],
                 attempts=r["attempts"],
+                loop=counters.get(r["step"]),
             )
             for r in rows
         },
@@ -97,14 +117,23 @@ async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> Exe
 
 
 async def step_command_finished(
-    conn: asyncpg.Connection, execution_id: UUID, step: str, ok: bool, result: Any, error: str | None
+    conn: asyncpg.Connection,
+    execution_id: UUID,
+    step: str,
+    iteration: int | None,
+    ok: bool,
+    result: Any,
+    error: str | None,
+    report: dict[str, Any] | None = None,
 ) -> list[Notice]:
-    """The command of ``step`` ended: let the engine decide what follows (lock already held).
+    """The command (or child execution) of ``step`` ended, or of one iteration of it: let the
+    engine decide what follows. ``report`` is the worker's final payload: its ``retries`` become
+    ``call.retry`` events, its ``ctx`` the policy's context writes.
 
     Nothing follows when the execution already ended (cancelled, or failed on another branch) or
     the step is not running any more.
     """
-    execution = await lock_execution(conn, execution_id)
+    execution = await locks.lock_execution(conn, execution_id)
     if execution["status"] in EXECUTION_FINISHED or execution["catalog_id"] is None:
         return []
     state = await load_state(conn, execution)
@@ -112,15 +141,51 @@ async def step_command_finished(
     if run is None or run.status != "running":
         return []
     pb = await catalog.playbook(conn, execution["catalog_id"])
-    decisions = _decide(pb, state, step, ok, result, error)
-    return await apply(conn, execution_id, decisions)
+    report = report or {}
+    await _record_retries(conn, execution_id, step, iteration, report.get("retries"))
+    writes = report.get("ctx") if isinstance(report.get("ctx"), dict) else None
+    if iteration is None:
+        decisions = _decide(
+            state, step, lambda: decide.step_finished(pb, state, step, ok, result, error, writes)
+        )
+    else:
+        index = iteration
+        if run.loop is not None:
+            await loops.next_item(conn, execution_id, step, run.loop)
+        decisions = _decide(
+            state,
+            step,
+            lambda: decide.iteration_finished(pb, state, step, index, ok, result, error, writes),
+        )
+    return await apply(conn, execution_id, decisions, pb, state)
 
 
-def _decide(
-    pb: Playbook, state: ExecutionState, step: str, ok: bool, result: Any, error: str | None
-) -> Decisions:
+async def _record_retries(
+    conn: asyncpg.Connection, execution_id: UUID, step: str, iteration: int | None, retries: Any
+) -> None:
+    """One ``call.retry`` event per attempt that a policy retried, as the worker reported them."""
+    if not isinstance(retries, list):
+        return
+    rows = []
+    for retry in retries:
+        if not isinstance(retry, dict):
+            continue
+        payload = {key: retry.get(key) for key in ("attempt", "error", "status", "delay", "task")}
+        if iteration is not None:
+            payload["iteration"] = iteration
+        rows.append((execution_id, "call.retry", step, "RUNNING", payload))
+    await conn.executemany(
+        """
+        INSERT INTO noetl.events (execution_id, type, node_name, status, payload)
+        VALUES ($1, $2, $3, $4, $5)
+        """,
+        rows,
+    )
+
+
+def _decide(state: ExecutionState, step: str, decision: Callable[[], Decisions]) -> Decisions:
     try:
-        return decide.step_finished(pb, state, step, ok, result, error)
+        return decision()
     except Exception as exc:
         # An engine defect must not make the worker's report fail forever (it would be retried
         # and refused again): the execution fails, saying where, and the report is recorded.
@@ -135,27 +200,42 @@ def _decide(
 
 
 async def cancel(conn: asyncpg.Connection, execution_id: UUID, reason: str | None) -> str:
-    """Cancel a running execution (playbook or `noetl submit`); Conflict when it already ended."""
+    """Cancel a running execution (playbook or `noetl submit`) and its children; Conflict when it
+    already ended."""
     async with conn.transaction():
-        execution = await lock_execution(conn, execution_id)
+        execution = await locks.lock_execution(conn, execution_id)
         if execution["status"] in EXECUTION_FINISHED:
             raise Conflict(f"execution {execution_id} already ended: {execution['status']}")
-        if execution["catalog_id"] is None:
-            decisions = Decisions(
-                events=[Event("execution.cancelled", None, "CANCELLED", error=reason)],
-                final="CANCELLED",
-                error=reason or "cancelled",
-            )
-        else:
-            pb = await catalog.playbook(conn, execution["catalog_id"])
-            decisions = decide.cancel(pb, await load_state(conn, execution), reason)
-        await apply(conn, execution_id, decisions)
+        return await _cancel_locked(conn, execution, reason)
+
+
+async def _cancel_locked(conn: asyncpg.Connection, execution: asyncpg.Record, reason: str | None) -> str:
+    if execution["catalog_id"] is None:
+        decisions = Decisions(
+            events=[Event("execution.cancelled", None, "CANCELLED", error=reason)],
+            final="CANCELLED",
+            error=reason or "cancelled",
+        )
+        await apply(conn, execution["execution_id"], decisions)
+    else:
+        pb = await catalog.playbook(conn, execution["catalog_id"])
+        state = await load_state(conn, execution)
+        decisions = decide.cancel(pb, state, reason)
+        await apply(conn, execution["execution_id"], decisions, pb, state)
     return decisions.final or "CANCELLED"
 
 
-async def apply(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> list[Notice]:
-    """Record ``decisions``: events, context, step runs, new commands, the end. Returns the notices
-    of the new commands, to publish after the commit."""
+async def apply(
+    conn: asyncpg.Connection,
+    execution_id: UUID,
+    decisions: Decisions,
+    pb: Playbook | None = None,
+    state: ExecutionState | None = None,
+) -> list[Notice]:
+    """Record ``decisions``: events, context, step runs, loops, new commands and children, the end.
+    ``pb`` and ``state`` (what the decisions were made from) are needed by the decisions that
+    follow in the same transaction: a loop's results collected, a child that cannot start.
+    Returns the notices of the new commands, to publish after the commit."""
     if decisions.events:
         await conn.executemany(
             """
@@ -181,6 +261,11 @@ async def apply(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisio
                 for name, r in decisions.steps.items()
             ],
         )
+    await loops.store_starts(conn, execution_id, decisions.loops)
+    await loops.store_counters(
+        conn, execution_id, {name: r.loop for name, r in decisions.steps.items() if r.loop is not None}
+    )
+    await loops.store_ends(conn, execution_id, decisions.iterations)
     done = [r for r in decisions.steps.values() if r.status == "done"]
     await conn.execute(
         """
@@ -207,6 +292,15 @@ async def apply(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisio
             None if decisions.final else decisions.cancel,
             decisions.error or "cancelled",
         )
+        await conn.execute(
+            """
+            UPDATE noetl.iterations SET status = 'cancelled'
+            WHERE execution_id = $1 AND status IN ('pending', 'running')
+              AND ($2::text[] IS NULL OR step = ANY($2))
+            """,
+            execution_id,
+            None if decisions.final else decisions.cancel,
+        )
     notices = await _dispatch(conn, execution_id, decisions)
     if decisions.final:
         await conn.execute(
@@ -218,7 +312,106 @@ async def apply(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisio
             decisions.final,
             decisions.error,
         )
+    if decisions.cancel or decisions.final:
+        await _cancel_children(conn, execution_id, None if decisions.final else decisions.cancel, decisions)
+    if pb is not None and state is not None and (decisions.children or decisions.collect is not None):
+        # Only these need the state after the decisions (computing it copies the workload).
+        after = state_after(state, decisions)
+        for child in decisions.children:
+            notices += await _start_child(conn, execution_id, pb, after, child)
+            after = await _reloaded(conn, execution_id, after)
+        if decisions.collect is not None:
+            step = decisions.collect
+            results = await loops.results(conn, execution_id, step)
+            more = _decide(after, step, lambda: decide.loop_done(pb, after, step, results))
+            notices += await apply(conn, execution_id, more, pb, after)
+    if decisions.final:
+        notices += await _report_to_parent(conn, execution_id, decisions.final)
     return notices
+
+
+async def _reloaded(conn: asyncpg.Connection, execution_id: UUID, state: ExecutionState) -> ExecutionState:
+    """The state as stored now (a child that ended at once may have moved the parent on)."""
+    row = await conn.fetchrow(
+        f"SELECT {locks.EXECUTION_COLUMNS} FROM noetl.executions WHERE execution_id = $1", execution_id
+    )
+    return await load_state(conn, row) if row is not None else state
+
+
+async def _start_child(
+    conn: asyncpg.Connection, execution_id: UUID, pb: Playbook, state: ExecutionState, child: ChildStart
+) -> list[Notice]:
+    """Create the child execution (same transaction); a playbook that is not in the catalog fails
+    the parent's step, saying which."""
+    try:
+        depth = await locks.depth(conn, execution_id)  # the parent's: its child is one deeper
+        if depth >= MAX_CHILD_DEPTH:
+            raise NotFound(
+                f"{child.path!r} would be nested {depth + 1} deep (at most {MAX_CHILD_DEPTH}): "
+                "does a playbook start itself?"
+            )
+        entry = await catalog.find(conn, child.path, child.version)
+    except NotFound as exc:
+        error = f"sub-playbook: {exc}"
+        if child.iteration is None:
+            more = _decide(
+                state, child.step, lambda: decide.step_finished(pb, state, child.step, False, None, error)
+            )
+        else:
+            index = child.iteration
+            more = _decide(
+                state,
+                child.step,
+                lambda: decide.iteration_finished(pb, state, child.step, index, False, None, error),
+            )
+        return await apply(conn, execution_id, more, pb, state)
+    _, notices = await _create(conn, entry, child.payload, Parent(execution_id, child.step, child.iteration))
+    return notices
+
+
+async def _report_to_parent(conn: asyncpg.Connection, execution_id: UUID, final: str) -> list[Notice]:
+    """A child that ended finishes its parent's step (or iteration) with its result, in the same
+    transaction; a failed or cancelled child fails it."""
+    row = await conn.fetchrow(
+        """
+        SELECT path, result, error, parent_execution_id, parent_step, parent_iteration
+        FROM noetl.executions WHERE execution_id = $1
+        """,
+        execution_id,
+    )
+    if row is None or row["parent_execution_id"] is None or row["parent_step"] is None:
+        return []
+    ok = final == "COMPLETED"
+    error = None if ok else f"sub-playbook {row['path']!r} ({execution_id}) {final}: {row['error']}"
+    return await step_command_finished(
+        conn,
+        row["parent_execution_id"],
+        row["parent_step"],
+        row["parent_iteration"],
+        ok,
+        row["result"] if ok else None,
+        error,
+    )
+
+
+async def _cancel_children(
+    conn: asyncpg.Connection, execution_id: UUID, steps: list[str] | None, decisions: Decisions
+) -> None:
+    """Cancel the running children of the steps named (all when None): a cancelled or failed
+    parent stops its sub-playbooks, and theirs."""
+    children = await conn.fetch(
+        f"""
+        SELECT {locks.EXECUTION_COLUMNS} FROM noetl.executions
+        WHERE parent_execution_id = $1 AND status = 'RUNNING'
+          AND ($2::text[] IS NULL OR parent_step = ANY($2))
+        ORDER BY created_at FOR UPDATE
+        """,
+        execution_id,
+        steps,
+    )
+    reason = f"parent {execution_id} ended: {decisions.error or decisions.final or 'cancelled'}"
+    for child in children:
+        await _cancel_locked(conn, child, reason)
 
 
 async def _dispatch(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> list[Notice]:
@@ -231,14 +424,14 @@ async def _dispatch(conn: asyncpg.Connection, execution_id: UUID, decisions: Dec
         INSERT INTO noetl.step_runs (execution_id, step, status, started_at) VALUES ($1, $2, 'running', now())
         ON CONFLICT (execution_id, step) DO NOTHING
         """,
-        [(execution_id, d.step) for d in decisions.dispatch],
+        list({(execution_id, d.step) for d in decisions.dispatch}),
     )
     await conn.executemany(
         """
         WITH command AS (
             INSERT INTO noetl.commands
-                (command_id, execution_id, step, tool, timeout, max_attempts, status)
-            VALUES ($1, $2, $3, $4, $5, $6, 'pending')
+                (command_id, execution_id, step, iteration, tool, timeout, max_attempts, status)
+            VALUES ($1, $2, $3, $8, $4, $5, $6, 'pending')
         )
         INSERT INTO noetl.events (execution_id, command_id, type, payload, node_name)
         VALUES ($2, $1, 'created', $7, $3)
@@ -252,9 +445,13 @@ async def _dispatch(conn: asyncpg.Connection, execution_id: UUID, decisions: Dec
                 STEP_TIMEOUT,
                 STEP_MAX_ATTEMPTS,
                 {"tool": d.tool.get("kind"), "timeout": STEP_TIMEOUT, "max_attempts": STEP_MAX_ATTEMPTS},
+                d.iteration,
             )
             for command_id, d in commands
         ],
+    )
+    await loops.mark_running(
+        conn, execution_id, [(d.step, d.iteration) for d in decisions.dispatch if d.iteration is not None]
     )
     return [Notice(command_id=cid, execution_id=execution_id, attempt=1) for cid, _ in commands]
 
@@ -265,4 +462,6 @@ def _event_payload(event: Event) -> dict[str, Any]:
         payload["result"] = event.result
     if event.error is not None:
         payload["error"] = event.error
+    if event.iteration is not None:
+        payload["iteration"] = event.iteration
     return payload

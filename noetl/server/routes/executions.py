@@ -52,8 +52,10 @@ async def list_(
     status: ExecutionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    parent_execution_id: UUID | None = None,
 ) -> dict[str, Any]:
-    """Executions, newest first, optionally only those with ``status``."""
+    """Executions, newest first, optionally only those with ``status``, or only the children
+    (sub-playbooks) of ``parent_execution_id``."""
     async with services.db.connection() as conn:
-        items, total = await executions.list_executions(conn, status, limit, offset)
+        items, total = await executions.list_executions(conn, status, limit, offset, parent_execution_id)
     return {"items": items, "total": total, "limit": limit, "offset": offset}

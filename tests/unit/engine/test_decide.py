@@ -647,3 +647,51 @@ workflow:
     assert exits == ["start", "a", "b", "again", "a", "again"]
     assert list(d.steps) == ["start", "b", "a", "again"]
     assert (d.steps["a"].attempts, d.steps["again"].attempts) == (2, 2)
+
+
+def test_a_policys_context_writes_land_before_the_arcs_are_evaluated() -> None:
+    sim = Sim(
+        playbook(
+            """\
+            workflow:
+              - step: start
+                tool: {kind: http, url: "http://h/x"}
+                next: [{step: missing, when: "{{ ctx.status == 404 }}"}, {step: found}]
+              - step: missing
+              - step: found
+            """
+        )
+    )
+    sim.start()
+    d = sim.finish("start", {"status": "error"}, writes={"ctx.status": 404})
+    assert d.ctx == {"status": 404}
+    assert "missing" in sim.entered() and "found" not in sim.entered()
+
+
+def test_a_fan_in_below_a_loop_waits_for_the_loop_to_end() -> None:
+    sim = Sim(
+        playbook(
+            """\
+            workflow:
+              - step: start
+                next: {spec: {mode: inclusive}, arcs: [many, one]}
+              - step: many
+                loop: {in: [1, 2], iterator: n, spec: {mode: parallel}}
+                tool: {kind: python, code: "result = n"}
+                input: {n: "{{ n }}"}
+                next: join
+              - step: one
+                tool: {kind: python, code: "result = 0"}
+                next: join
+              - step: join
+                tool: {kind: python, code: "result = xs", input: {xs: "{{ many }}"}}
+            """
+        )
+    )
+    sim.start()
+    sim.finish("one", 0)
+    sim.finish_iteration("many", 1, 2)
+    assert sim.state is not None and sim.state.steps["join"].status == "pending"
+    d = sim.finish_iteration("many", 0, 1)
+    assert [(x.step, x.tool["input"]) for x in d.dispatch] == [("join", {"xs": [1, 2]})]
+    assert sim.entered().count("join") == 1

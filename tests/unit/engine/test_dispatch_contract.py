@@ -76,7 +76,17 @@ def test_a_rendered_tool_its_kind_refuses_fails_the_step_before_any_command() ->
 def test_the_examples_first_commands_are_accepted(path: Path) -> None:
     sim = Sim(parse_playbook(path.read_text()))
     sim.start()
-    assert sim.running, "every example starts with a command (a noop-only start reaches one)"
-    for dispatch in sim.running.values():
+    dispatched = [*sim.running.values(), *sim.iterations.values()]
+    assert dispatched or sim.children, "every example starts with a command or a child execution"
+    for dispatch in dispatched:
         _, args = parse_tool(dispatch.tool)
-        assert tool_spec(args) == dispatch.tool
+        # The policy travels beside the kind's arguments, as written, for the worker.
+        assert tool_spec(args) == {k: v for k, v in dispatch.tool.items() if k != "spec"}
+
+
+def test_a_tool_policy_reaches_the_worker_unrendered() -> None:
+    sim = Sim(parse_playbook((EXAMPLES / "retry_http.yaml").read_text()))
+    sim.start({"base_url": "http://127.0.0.1:9"})
+    tool = sim.tool("fetch")
+    assert tool["url"] == "http://127.0.0.1:9/flaky"
+    assert tool["spec"]["policy"]["rules"][0]["when"] == "{{ output.http.status >= 500 }}"

@@ -154,12 +154,25 @@ def test_the_content_is_kept_as_given() -> None:
             "step 'start': tool[0].kind: unknown tool kind 'ftp'",
         ),
         (
-            "- step: start\n  tool: {kind: duckdb}\n",
-            "step 'start': tool.kind: 'duckdb' (the duckdb tool) is not supported yet",
+            "- step: start\n  tool: {kind: playbook}\n",
+            "step 'start': tool.path: the catalog path of the playbook to run is required",
         ),
         (
-            "- step: start\n  tool: {kind: playbook}\n",
-            "step 'start': tool.kind: 'playbook' (sub-playbooks) is not supported yet",
+            "- step: start\n  tool: {kind: playbook, path: a/b, version: 0}\n",
+            "step 'start': tool.version: expected a version number or 'latest', got 0",
+        ),
+        (
+            "- step: start\n  tool: {kind: playbook, path: a/b, payload: {}}\n",
+            "step 'start': tool.payload: unknown key for a playbook tool; expected one of: input,"
+            " path, version",
+        ),
+        (
+            "- step: start\n  tool: [{name: a, kind: playbook, path: a/b}]\n",
+            "step 'start': tool 'a'.kind: a sub-playbook is a step's tool, not a task of a list",
+        ),
+        (
+            "- step: start\n  tool: {kind: iterator}\n",
+            "step 'start': tool.kind: 'iterator' (NoETL's iterator tool; write `loop:` on the step) is not",
         ),
         ("- step: start\n  tool: {kind: tasks}\n", "step 'start': tool.kind: unknown tool kind 'tasks'"),
         ("- step: start\n  tool: {code: x}\n", "step 'start': tool.kind: a tool kind is required"),
@@ -206,9 +219,28 @@ def test_the_content_is_kept_as_given() -> None:
         ("- step: start\n  input: [1]\n", "step 'start': input: expected a mapping, got list"),
         ("- step: start\n  set: {ctx: 1}\n", "step 'start': set: 'ctx' is not a context key"),
         (
-            "- step: start\n  loop: {in: '{{ xs }}', iterator: x}\n",
-            "step 'start': loop: loops are not supported yet",
+            "- step: start\n  loop: {iterator: x}\n",
+            "step 'start': loop.in: the list to loop over is required",
         ),
+        ("- step: start\n  loop: {in: 3}\n", "step 'start': loop.in: expected a template or a list, got int"),
+        ("- step: start\n  loop: {in: [1], over: x}\n", "step 'start': loop.over: unknown key"),
+        (
+            "- step: start\n  loop: {in: [1], iterator: 'a b'}\n",
+            "step 'start': loop.iterator: expected a name made of letters",
+        ),
+        (
+            "- step: start\n  loop: {in: [1], iterator: iter}\n",
+            "step 'start': loop.iterator: expected a name",
+        ),
+        (
+            "- step: start\n  loop: {in: [1], spec: {mode: random}}\n",
+            "step 'start': loop.spec.mode: expected sequential or parallel, got 'random'",
+        ),
+        (
+            "- step: start\n  loop: {in: [1], spec: {mode: parallel, max_in_flight: 0}}\n",
+            "step 'start': loop.spec.max_in_flight: expected a whole number of 1 or more, got 0",
+        ),
+        ("- step: start\n  loop: {in: '{{ xs '}\n", "step 'start': loop.in: template syntax error"),
         (
             "- step: start\n  tool: [{name: a, kind: noop}, {name: a, kind: noop}]\n",
             "step 'start': tool[1].name: a second task named 'a'",
@@ -232,7 +264,52 @@ def test_the_content_is_kept_as_given() -> None:
         ),
         (
             "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: []}}}\n",
-            "step 'start': tool.spec: policies (spec.policy) are not supported yet",
+            "step 'start': tool.spec.policy.rules: expected a non-empty list of {when, then}",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {retry: 3}}\n",
+            "step 'start': tool.spec.retry: unknown key; expected policy",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: [{when: true, then:"
+            " {do: explode}}]}}}\n",
+            "step 'start': tool.spec.policy.rules[0].then.do: expected one of continue, retry, fail,"
+            " break, jump",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: [{when: '{{ x ==}}',"
+            " then: {}}]}}}\n",
+            "step 'start': tool.spec.policy.rules[0].when: template syntax error",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: [{else: {then:"
+            " {attempts: 0}}}]}}}\n",
+            "step 'start': tool.spec.policy.rules[0].else.then.attempts: expected a whole number from"
+            " 1 to 100",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: [{when: true, then:"
+            " {do: retry, backoff: linear}}]}}}\n",
+            "step 'start': tool.spec.policy.rules[0].then.backoff: expected one of fixed, exponential",
+        ),
+        (
+            "- step: start\n  tool: {kind: http, url: x, spec: {policy: {rules: [{when: true}]}}}\n",
+            "step 'start': tool.spec.policy.rules[0]: expected exactly `when` and `then`",
+        ),
+        (
+            "- step: start\n  tool: [{name: a, kind: shell, command: x, spec: {policy: {rules: [{when:"
+            " true, then: {do: jump}}]}}}]\n",
+            "step 'start': tool[0].spec.policy.rules[0].then.to: `do: jump` needs the name of the task",
+        ),
+        (
+            "- step: start\n  tool: [{name: a, kind: python, code: x, spec: {policy: {rules: [{when:"
+            " true, then: {do: jump, to: b}}]}}}]\n",
+            "step 'start': tool 'a'.spec: jump to 'b': no task of this list has that name",
+        ),
+        (
+            "- step: start\n  tool: {kind: workbook, name: greet, spec: {policy: {rules: [{else:"
+            " {then: {}}}]}}}\n",
+            "step 'start': tool.spec: a workbook call has no policy",
         ),
         (
             "- step: start\n  tool: {kind: workbook, name: greet, with: {}}\n",
@@ -322,3 +399,39 @@ def test_python_code_templates_are_checked_like_any_other_value() -> None:
     assert refused("- step: start\n  tool: {kind: python, code: 'x = \"{{ a\"'}\n").startswith(
         "step 'start': tool.code: template syntax error"
     )
+
+
+def test_a_duckdb_step_is_refused_with_the_extra_to_install_when_duckdb_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = "- step: start\n  tool: {kind: duckdb, query: select 1}\n"
+    parse_playbook(HEAD + steps)  # installed here (make install): accepted
+    # The one seam: whether the package can be imported.
+    monkeypatch.setattr("noetl.tools.duckdb.installed", lambda: False)
+    assert refused(steps) == (
+        "step 'start': tool.kind: the duckdb tool needs the duckdb extra: pip install 'noetl[duckdb]'"
+    )
+
+
+def test_loops_policies_and_sub_playbooks_parse_into_their_shapes() -> None:
+    pb = parse_playbook(
+        HEAD
+        + """\
+- step: start
+  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel, max_in_flight: 4}}
+  tool:
+    kind: http
+    url: "http://h/{{ x }}"
+    spec: {policy: {rules: [{when: "{{ output.http.status == 503 }}", then: {do: retry, attempts: 5}}]}}
+  next: child
+- step: child
+  tool: {kind: playbook, path: kids/a, version: latest, input: {y: 1}}
+"""
+    )
+    loop = pb.steps["start"].loop
+    assert loop is not None
+    assert (loop.items, loop.iterator, loop.mode, loop.max_in_flight) == ("{{ xs }}", "x", "parallel", 4)
+    assert pb.steps["start"].tasks[0].spec["spec"]["policy"]["rules"][0]["then"]["attempts"] == 5
+    assert pb.steps["child"].tasks[0].kind == "playbook"
+    assert pb.targets == {"start": ("child",), "child": ()}
+    assert pb.reaches["start"] == frozenset({"child"})

@@ -151,7 +151,7 @@ EXECUTION = {
 def test_a_playbook_execution_as_text() -> None:
     lines = execution_text(EXECUTION).splitlines()
     assert lines[0] == "execution e1  FAILED  demo/flow version 3"
-    assert lines[2].split() == ["STEP", "STATUS", "DURATION", "ATTEMPTS"]
+    assert lines[2].split() == ["STEP", "STATUS", "DURATION", "ATTEMPTS", "ITERATIONS"]
     assert lines[3].split() == ["start", "done", "0.25s", "1"]
     assert lines[4].split() == ["fetch", "failed", "3.00s", "2"]
     assert lines[5].split() == ["later", "running", "-", "0"]

@@ -38,6 +38,7 @@ BASE: dict[str, dict[str, Any]] = {
     "python": {"kind": "python", "code": "result = 1"},
     "http": {"kind": "http", "url": "http://127.0.0.1:9/"},
     "noop": {"kind": "noop"},
+    "duckdb": {"kind": "duckdb", "query": "select 1"},
     "tasks": {"kind": "tasks", "tasks": [{"name": "a", "kind": "noop"}]},
 }
 
