@@ -48,8 +48,9 @@ class Program:
         return GROUP_PRIORITY[self.group]
 
 
-def programs_for(settings: Settings, python: str) -> list[Program]:
-    """The noetl programs a role runs, in start order."""
+def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> list[Program]:
+    """The noetl programs a role runs, in start order; as root, as the unprivileged NOETL_USER."""
+    user = settings.user if run_as_root else None
     programs: list[Program] = []
     if settings.role in ("all", "server"):
         programs.append(
@@ -57,6 +58,7 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
                 name="server",
                 command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
                 stopwaitsecs=settings.stop_timeout,
+                user=user,
                 group=SERVER_GROUP,
             )
         )
@@ -69,6 +71,7 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
                 numprocs=settings.workers,
                 # A literal supervisord expansion: worker_00, worker_01, ...
                 process_name="worker_%(process_num)02d",
+                user=user,
                 group=WORKERS_GROUP,
             )
         )

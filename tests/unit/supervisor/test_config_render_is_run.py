@@ -43,8 +43,11 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
         written.append(paths.config.read_text(encoding="utf-8"))
         return 0
 
-    def prepare(settings: Settings, what: embedded.Plan, bins: embedded.Binaries, as_root: bool) -> None:
+    def prepare(
+        settings: Settings, what: embedded.Plan, bins: embedded.Binaries, as_root: bool
+    ) -> embedded.Secrets:
         planned.append(what)
+        return embedded.Secrets()
 
     settings = load_settings(env)
     code = launch.run(
