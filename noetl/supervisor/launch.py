@@ -8,6 +8,7 @@ supervisord's parent until it exits.
 from __future__ import annotations
 
 import os
+import pwd
 import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
@@ -15,7 +16,7 @@ from typing import TextIO
 from noetl.logs import json_line
 from noetl.procs import not_dumpable
 from noetl.settings import Settings
-from noetl.supervisor import embedded, files, parent
+from noetl.supervisor import embedded, files, parent, users
 from noetl.supervisor.assembly import assemble
 from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.preflight import check_embedded_ports, check_port
@@ -74,6 +75,8 @@ def run(
         check_port(what.settings)
         check_embedded_ports(what.settings, what.embedded)
         generated = prepare_services(what.settings, what.embedded, what.binaries, what.run_as_root)
+        if what.run_as_root and any(p.user == settings.user for p in what.programs):
+            users.check_can_run(python, pwd.getpwnam(settings.user))
         write_private(paths.config, render(what, ControlAuth.new()))
         # The generated password and token reach the programs through the environment only.
         programs_settings = embedded.with_secrets(what.settings, what.embedded, generated)

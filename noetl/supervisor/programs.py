@@ -36,6 +36,9 @@ class Program:
     # program alone when it stops its own children (PostgreSQL's postmaster).
     stopasgroup: bool = True
     user: str | None = None
+    # Variables set for this program on top of the inherited environment (no secrets: they are
+    # written into the config file).
+    environment: tuple[tuple[str, str], ...] = ()
     # supervisord stops the programs of one group in parallel, and the groups one after another.
     group: str = WORKERS_GROUP
 
@@ -51,6 +54,9 @@ class Program:
 def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> list[Program]:
     """The noetl programs a role runs, in start order; as root, as the unprivileged NOETL_USER."""
     user = settings.user if run_as_root else None
+    # root's HOME is closed to NOETL_USER (asyncpg reads ~/.postgresql there and fails): the
+    # service's home is its state directory, as for Debian's system users (/var/lib/<name>).
+    environment = (("HOME", str(settings.home)),) if run_as_root else ()
     programs: list[Program] = []
     if settings.role in ("all", "server"):
         programs.append(
@@ -59,6 +65,7 @@ def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> 
                 command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
                 stopwaitsecs=settings.stop_timeout,
                 user=user,
+                environment=environment,
                 group=SERVER_GROUP,
             )
         )
@@ -72,6 +79,7 @@ def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> 
                 # A literal supervisord expansion: worker_00, worker_01, ...
                 process_name="worker_%(process_num)02d",
                 user=user,
+                environment=environment,
                 group=WORKERS_GROUP,
             )
         )

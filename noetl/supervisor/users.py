@@ -50,3 +50,15 @@ def check_reachable(path: Path, entry: pwd.struct_passwd, what: str, setting: st
             f"root, and {parent} is closed to it; set {setting} to a directory it can reach, "
             "e.g. NOETL_HOME=/var/lib/noetl"
         )
+
+
+def check_can_run(python: str, entry: pwd.struct_passwd) -> None:
+    """The interpreter the server and workers run with must be reachable and runnable by ``entry``."""
+    real = Path(python).resolve()
+    closed = [p for p in real.parents if p.stat().st_uid != entry.pw_uid and not p.stat().st_mode & 0o001]
+    if closed or not real.stat().st_mode & 0o001:
+        raise ConfigError(
+            f"noetl runs the server and workers as user {entry.pw_name} when started as root, and it "
+            f"cannot run {python} ({closed[-1] if closed else real} is closed to it); install noetl "
+            "where every user can read it (e.g. a venv under /opt) or set NOETL_USER"
+        )

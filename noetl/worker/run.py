@@ -30,8 +30,10 @@ GOODBYE_MAX = 1.0
 
 # What of the worker's environment a tool's child process sees: where programs are, whose home,
 # language and time zone. Nothing else (no setting, token, password or NATS URL of the runtime):
-# a tool that needs more names it in its own `env`.
-TOOL_ENV = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ"})
+# a tool that needs more names it in its own `env`. SUPERVISOR_SERVER_URL (the control socket's
+# path, no credential) marks the run's processes: the launcher kills a dead worker's orphaned tool
+# processes by it (noetl.supervisor.parent.kill_orphans).
+TOOL_ENV = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "SUPERVISOR_SERVER_URL"})
 TOOL_ENV_PREFIX = "LC_"
 
 

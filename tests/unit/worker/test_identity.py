@@ -40,7 +40,15 @@ def test_tool_environment_keeps_only_the_allow_list() -> None:
             "NATS_URL": "nats://secret@x:4222",
             "NOETL_CONFIG": "/etc/noetl.toml",
             "SUPERVISOR_SERVER_URL": "unix:///run/supervisor.sock",
+            "SUPERVISOR_PROCESS_NAME": "worker_00",
             "PYTHONPATH": "/x",
         }
     )
-    assert env == {"PATH": "/bin", "HOME": "/home/n", "LANG": "C.UTF-8", "LC_ALL": "C", "TZ": "UTC"}
+    assert env == {
+        "PATH": "/bin",
+        "HOME": "/home/n",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",
+        "TZ": "UTC",
+        "SUPERVISOR_SERVER_URL": "unix:///run/supervisor.sock",
+    }
