@@ -20,6 +20,10 @@ GROUP_PRIORITY = {SERVICES_GROUP: 50, SERVER_GROUP: 100, WORKERS_GROUP: 200}
 # started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
 STARTSECS = 2
 STARTRETRIES = 3
+# HOME of the programs run as NOETL_USER: root's is closed to that user (asyncpg fails on a
+# ~/.postgresql it may not read), and a system user has none; as for Debian's `nobody`. A tool that
+# needs a HOME sets one in its own `env`.
+NO_HOME = "/nonexistent"
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,7 @@ class Program:
 def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> list[Program]:
     """The noetl programs a role runs, in start order; as root, as the unprivileged NOETL_USER."""
     user = settings.user if run_as_root else None
-    # root's HOME is closed to NOETL_USER (asyncpg reads ~/.postgresql there and fails): the
-    # service's home is its state directory, as for Debian's system users (/var/lib/<name>).
-    environment = (("HOME", str(settings.home)),) if run_as_root else ()
+    environment = (("HOME", NO_HOME),) if run_as_root else ()
     programs: list[Program] = []
     if settings.role in ("all", "server"):
         programs.append(
