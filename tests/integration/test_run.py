@@ -284,7 +284,8 @@ def test_sigterm_while_a_command_runs_lets_it_finish_and_report_before_the_serve
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         _, execution = stack.api("GET", f"/api/executions/{body['execution_id']}")
-        if execution["status"] != "pending":
+        # The command's status, not the execution's (RUNNING from the start): claimed by the worker.
+        if execution["commands"] and execution["commands"][0]["status"] != "pending":
             break
         time.sleep(0.1)
     stack.signal(signal.SIGTERM)
