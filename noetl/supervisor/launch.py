@@ -8,7 +8,6 @@ supervisord's parent until it exits.
 from __future__ import annotations
 
 import os
-import pwd
 import sys
 from collections.abc import Callable, Mapping
 from typing import TextIO
@@ -59,11 +58,13 @@ def run(
     out: TextIO = sys.stdout,
     supervise: Supervise = parent.supervise,
     prepare_services: PrepareServices = embedded.prepare,
+    check_python: Callable[[str, str], None] = users.check_can_run,
 ) -> int:
     """Validate, write the config, start supervisord and stay its parent until it exits; 0 or raises.
 
     ``supervise`` starts supervisord on the written config, ``prepare_services`` creates the
     embedded services' data (initdb): both spawn processes, so tests of the config pass their own.
+    As root, ``check_python`` refuses an interpreter NOETL_USER (its second argument) cannot run.
     """
     not_dumpable()  # it holds every secret of the run in its environment
     paths = RunPaths(settings.run_dir)
@@ -76,7 +77,7 @@ def run(
         check_embedded_ports(what.settings, what.embedded)
         generated = prepare_services(what.settings, what.embedded, what.binaries, what.run_as_root)
         if what.run_as_root and any(p.user == settings.user for p in what.programs):
-            users.check_can_run(python, pwd.getpwnam(settings.user))
+            check_python(python, settings.user)
         write_private(paths.config, render(what, ControlAuth.new()))
         # The generated password and token reach the programs through the environment only.
         programs_settings = embedded.with_secrets(what.settings, what.embedded, generated)

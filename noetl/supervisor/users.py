@@ -52,8 +52,9 @@ def check_reachable(path: Path, entry: pwd.struct_passwd, what: str, setting: st
         )
 
 
-def check_can_run(python: str, entry: pwd.struct_passwd) -> None:
-    """The interpreter the server and workers run with must be reachable and runnable by ``entry``."""
+def check_can_run(python: str, user: str) -> None:
+    """The interpreter the server and workers run with must be reachable and runnable by ``user``."""
+    entry = pwd.getpwnam(user)
     real = Path(python).resolve()
     closed = [p for p in real.parents if p.stat().st_uid != entry.pw_uid and not p.stat().st_mode & 0o001]
     if closed or not real.stat().st_mode & 0o001:

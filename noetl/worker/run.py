@@ -40,9 +40,7 @@ TOOL_ENV_PREFIX = "LC_"
 def tool_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment tools' children start from: an allow-list of the worker's own."""
     return {
-        name: value
-        for name, value in environ.items()
-        if name in TOOL_ENV or name.startswith(TOOL_ENV_PREFIX)
+        name: value for name, value in environ.items() if name in TOOL_ENV or name.startswith(TOOL_ENV_PREFIX)
     }
 
 

@@ -51,7 +51,13 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
 
     settings = load_settings(env)
     code = launch.run(
-        settings, env, sys.executable, io.StringIO(), supervise=supervise, prepare_services=prepare
+        settings,
+        env,
+        sys.executable,
+        io.StringIO(),
+        supervise=supervise,
+        prepare_services=prepare,
+        check_python=lambda python, user: None,  # the interpreter is not run here
     )
     assert code == 0
     return written[0], planned[0]
