@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -47,3 +48,12 @@ def terminated_with_parent() -> None:
 def become_subreaper() -> None:
     """Orphaned descendants are re-parented to this process (as to PID 1) instead of to init."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def not_dumpable() -> None:
+    """Close this process to its own user: no core dump, no ptrace, no /proc/<pid>/environ or mem.
+
+    The server, the workers and the launcher call it first: they hold tokens and passwords in their
+    environment, and a tool runs as the same user. A tool's exec resets it for the tool itself.
+    """
+    prctl(PR_SET_DUMPABLE, 0)

@@ -148,6 +148,12 @@ def _optional_path(raw: str) -> Path | None:
     return _path(raw) if raw.strip() else None
 
 
+def _optional_port(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    return _int_range(1, 65535)(raw)
+
+
 def _url(*schemes: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -357,10 +363,21 @@ FIELDS: dict[str, Field] = {
         "when NATS_URL is unset; always: both, whatever is set; never: neither.",
     ),
     "embedded_postgres_port": Field(
-        "NOETL_EMBEDDED_POSTGRES_PORT", _int_range(1, 65535), 15432, "Port of the embedded PostgreSQL."
+        "NOETL_EMBEDDED_POSTGRES_PORT",
+        _optional_port,
+        None,
+        "TCP port of the embedded PostgreSQL on 127.0.0.1, with a generated password "
+        "(unset: its unix socket only, in a private directory).",
     ),
     "embedded_nats_port": Field(
         "NOETL_EMBEDDED_NATS_PORT", _int_range(1, 65535), 14222, "Port of the embedded NATS server."
+    ),
+    "user": Field(
+        "NOETL_USER",
+        _name,
+        "noetl",
+        "Unprivileged user `noetl run` runs the server and workers as when started as root "
+        "(created as a system user if missing).",
     ),
 }
 
@@ -400,8 +417,9 @@ class Settings:
     postgres_user: str
     postgres_password: str
     embedded: str
-    embedded_postgres_port: int
+    embedded_postgres_port: int | None
     embedded_nats_port: int
+    user: str
     # Where each value came from, by field name: "default", "NOETL_CONFIG file", "environment", "flag".
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 

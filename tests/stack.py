@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.open_python import open_python
 from tests.services import free_port
 
 
@@ -63,7 +64,8 @@ class Stack:
     ) -> subprocess.Popen[bytes]:
         """Start `noetl run` (``argv0`` replaces `python -m noetl`; ``user`` runs it as that uid)."""
         log = self.log_path.open("ab")
-        command = argv0 or [sys.executable, "-m", "noetl"]
+        # As root the server and workers run as NOETL_USER with this interpreter: one it can run.
+        command = argv0 or [open_python(), "-m", "noetl"]
         as_user: dict[str, Any] = {}
         if user is not None:
             as_user = {

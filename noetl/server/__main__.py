@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from noetl import ports
 from noetl.errors import NoetlError
 from noetl.logs import configure_logging
+from noetl.procs import not_dumpable
 from noetl.settings import Settings, add_flags, flag_values, load_settings
 
 log = logging.getLogger("noetl.server")
@@ -80,6 +81,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    not_dumpable()  # its environment holds the database password and the tokens; tools run as its user
     try:
         settings = load_settings(flags=flag_values(args))
         configure_logging(settings.log_level, settings.log_format, "server")

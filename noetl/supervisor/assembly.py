@@ -41,7 +41,10 @@ def assemble(
     effective = embedded.effective(settings, what)
     check_database(effective)
     bins = find_binaries(what, effective)
-    programs = (*embedded.programs(effective, what, bins, run_as_root), *programs_for(effective, python))
+    programs = (
+        *embedded.programs(effective, what, bins, run_as_root),
+        *programs_for(effective, python, run_as_root),
+    )
     return Assembly(effective, what, bins, programs, python, run_as_root)
 
 

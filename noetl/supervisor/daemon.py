@@ -10,6 +10,7 @@ the whole process tree.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from noetl.errors import AlreadyRunningError, ControlError, NoetlError, ProgramFailedError
 from noetl.settings import Settings
+from noetl.supervisor import files
 from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.preflight import check_port
 from noetl.supervisor.render import max_stop_seconds
@@ -68,7 +70,7 @@ def running_pid(inst: Instance) -> int | None:
     import psutil
 
     try:
-        pid = int(inst.pidfile.read_text().strip())
+        pid = int(files.read_text(inst.pidfile).strip())
     except (FileNotFoundError, ValueError):
         return None
     try:
@@ -94,9 +96,10 @@ def start(
     if inst.role == "server":
         check_port(settings)
     inst.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    files.check_private_dir(inst.home, "NOETL_HOME")
     inst.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = {**environ, **settings.to_env(), "NOETL_ROLE": inst.role, "NOETL_RUN_DIR": str(inst.run_dir)}
-    with inst.log.open("ab") as log:
+    with os.fdopen(files.open_append(inst.log), "ab") as log:
         proc = subprocess.Popen(
             [python, "-m", "noetl", "run"],
             env=env,
@@ -105,7 +108,7 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: it outlives this command and the terminal
         )
-    inst.pidfile.write_text(f"{proc.pid}\n")
+    files.write_text(inst.pidfile, f"{proc.pid}\n")
     try:
         _wait_running(inst, proc)
     except NoetlError:
@@ -137,8 +140,8 @@ def _wait_running(inst: Instance, proc: subprocess.Popen[bytes]) -> None:
 
 def _last_line(path: Path) -> str:
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
+        lines = [line for line in files.read_text(path).splitlines() if line.strip()]
+    except (OSError, NoetlError):
         return f"see {path}"
     return lines[-1].removeprefix("noetl: ") if lines else f"see {path}"
 

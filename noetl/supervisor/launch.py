@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from noetl.logs import json_line
+from noetl.procs import not_dumpable
 from noetl.settings import Settings
-from noetl.supervisor import embedded, parent
+from noetl.supervisor import embedded, files, parent, users
 from noetl.supervisor.assembly import assemble
 from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.preflight import check_embedded_ports, check_port
@@ -22,7 +23,7 @@ from noetl.supervisor.render import ControlAuth, render
 from noetl.supervisor.rundir import clear_stale, prepare_run_dir, run_lock, write_private
 
 Supervise = Callable[[RunPaths, Mapping[str, str], str], int]
-PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], None]
+PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], embedded.Secrets]
 
 
 def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
@@ -34,9 +35,12 @@ def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
     if settings.role in ("all", "worker"):
         parts.append(f"{settings.workers} worker(s) x {settings.worker_concurrency}")
     if what.postgres:
-        parts.append(f"embedded PostgreSQL on 127.0.0.1:{settings.postgres_port}")
+        where = settings.postgres_host
+        if where == "127.0.0.1":
+            where = f"127.0.0.1:{settings.postgres_port}"
+        parts.append(f"embedded PostgreSQL on {where}")
     if what.nats:
-        parts.append(f"embedded NATS on {settings.nats_url}")
+        parts.append(f"embedded NATS on {settings.shown('nats_url')}")
     message = (
         f"starting role={settings.role}: {', '.join(parts)}; `noetl ctl status` (run dir {settings.run_dir})"
     )
@@ -54,21 +58,29 @@ def run(
     out: TextIO = sys.stdout,
     supervise: Supervise = parent.supervise,
     prepare_services: PrepareServices = embedded.prepare,
+    check_python: Callable[[str, str], None] = users.check_can_run,
 ) -> int:
     """Validate, write the config, start supervisord and stay its parent until it exits; 0 or raises.
 
     ``supervise`` starts supervisord on the written config, ``prepare_services`` creates the
     embedded services' data (initdb): both spawn processes, so tests of the config pass their own.
+    As root, ``check_python`` refuses an interpreter NOETL_USER (its second argument) cannot run.
     """
+    not_dumpable()  # it holds every secret of the run in its environment
     paths = RunPaths(settings.run_dir)
+    files.check_private_dir(settings.home, "NOETL_HOME")
     what = assemble(settings, python, run_as_root=os.geteuid() == 0)
     prepare_run_dir(paths)
     with run_lock(paths):
         clear_stale(paths)
         check_port(what.settings)
         check_embedded_ports(what.settings, what.embedded)
-        prepare_services(what.settings, what.embedded, what.binaries, what.run_as_root)
+        generated = prepare_services(what.settings, what.embedded, what.binaries, what.run_as_root)
+        if what.run_as_root and any(p.user == settings.user for p in what.programs):
+            check_python(python, settings.user)
         write_private(paths.config, render(what, ControlAuth.new()))
-        env = {**environ, **what.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        # The generated password and token reach the programs through the environment only.
+        programs_settings = embedded.with_secrets(what.settings, what.embedded, generated)
+        env = {**environ, **programs_settings.to_env(), "PYTHONUNBUFFERED": "1"}
         announce(what.settings, out, what.embedded)
         return supervise(paths, env, python)

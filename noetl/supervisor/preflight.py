@@ -25,7 +25,7 @@ def check_port(settings: Settings) -> None:
 
 def check_embedded_ports(settings: Settings, what: Plan) -> None:
     """The embedded services' ports must be free (they listen on 127.0.0.1)."""
-    if what.postgres:
+    if what.postgres and settings.embedded_postgres_port:
         check_free("127.0.0.1", settings.embedded_postgres_port, "NOETL_EMBEDDED_POSTGRES_PORT")
     if what.nats:
         check_free("127.0.0.1", settings.embedded_nats_port, "NOETL_EMBEDDED_NATS_PORT")

@@ -20,6 +20,10 @@ GROUP_PRIORITY = {SERVICES_GROUP: 50, SERVER_GROUP: 100, WORKERS_GROUP: 200}
 # started, and becomes FATAL after STARTRETRIES quicker deaths in a row.
 STARTSECS = 2
 STARTRETRIES = 3
+# HOME of the programs run as NOETL_USER: root's is closed to that user (asyncpg fails on a
+# ~/.postgresql it may not read), and a system user has none; as for Debian's `nobody`. A tool that
+# needs a HOME sets one in its own `env`.
+NO_HOME = "/nonexistent"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Program:
     # program alone when it stops its own children (PostgreSQL's postmaster).
     stopasgroup: bool = True
     user: str | None = None
+    # Variables set for this program on top of the inherited environment (no secrets: they are
+    # written into the config file).
+    environment: tuple[tuple[str, str], ...] = ()
     # supervisord stops the programs of one group in parallel, and the groups one after another.
     group: str = WORKERS_GROUP
 
@@ -48,8 +55,10 @@ class Program:
         return GROUP_PRIORITY[self.group]
 
 
-def programs_for(settings: Settings, python: str) -> list[Program]:
-    """The noetl programs a role runs, in start order."""
+def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> list[Program]:
+    """The noetl programs a role runs, in start order; as root, as the unprivileged NOETL_USER."""
+    user = settings.user if run_as_root else None
+    environment = (("HOME", NO_HOME),) if run_as_root else ()
     programs: list[Program] = []
     if settings.role in ("all", "server"):
         programs.append(
@@ -57,6 +66,8 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
                 name="server",
                 command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
                 stopwaitsecs=settings.stop_timeout,
+                user=user,
+                environment=environment,
                 group=SERVER_GROUP,
             )
         )
@@ -69,6 +80,8 @@ def programs_for(settings: Settings, python: str) -> list[Program]:
                 numprocs=settings.workers,
                 # A literal supervisord expansion: worker_00, worker_01, ...
                 process_name="worker_%(process_num)02d",
+                user=user,
+                environment=environment,
                 group=WORKERS_GROUP,
             )
         )

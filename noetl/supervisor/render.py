@@ -124,6 +124,7 @@ def render(what: Assembly, control: ControlAuth) -> str:
             "stopsignal": p.stopsignal,
             "stopasgroup": "true" if p.stopasgroup else "false",
             "user": p.user,
+            "environment": ",".join(f'{name}="{value}"' for name, value in p.environment),
         }
         for p in everything
     ]

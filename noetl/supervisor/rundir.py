@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from noetl.errors import AlreadyRunningError, ConfigError
+from noetl.supervisor import files
 from noetl.supervisor.paths import RunPaths
 
 
 def prepare_run_dir(paths: RunPaths) -> None:
     """Create the run directory for its owner only (it holds the control socket)."""
+    files.check_private_dir(paths.run_dir, "NOETL_RUN_DIR")
     try:
         paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(paths.run_dir, 0o700)
@@ -29,7 +31,7 @@ def prepare_run_dir(paths: RunPaths) -> None:
 @contextlib.contextmanager
 def run_lock(paths: RunPaths) -> Iterator[None]:
     """Hold the run directory's lock: a second launcher on it refuses instead of fighting."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = files.open_lock(paths.lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -78,6 +80,6 @@ def write_private(path: Path, text: str) -> None:
 def read_failure(paths: RunPaths) -> str | None:
     """The line the event listener wrote when a program could not stay up, if it wrote one."""
     try:
-        return paths.failure.read_text(encoding="utf-8").strip() or None
+        return files.read_text(paths.failure).strip() or None
     except FileNotFoundError:
         return None

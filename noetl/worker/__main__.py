@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from noetl.errors import NoetlError
 from noetl.logs import configure_logging
+from noetl.procs import not_dumpable
 from noetl.settings import add_flags, flag_values, load_settings
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    not_dumpable()  # its tools run as its user: they must not read its environment or memory
     try:
         settings = load_settings(flags=flag_values(args))
         configure_logging(settings.log_level, settings.log_format, settings.process_name or "worker")

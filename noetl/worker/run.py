@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 from noetl.errors import EXIT_OK
-from noetl.settings import FIELDS, Settings
+from noetl.settings import Settings
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import Notices
 from noetl.worker.drain import drain_budget
@@ -28,13 +28,20 @@ T = TypeVar("T")
 GOODBYE_MIN = 0.3
 GOODBYE_MAX = 1.0
 
-# Variables a tool's child process never sees: the worker's secrets.
-SECRET_ENV = frozenset(field.env for field in FIELDS.values() if field.secret)
+# What of the worker's environment a tool's child process sees: where programs are, whose home,
+# language and time zone. Nothing else (no setting, token, password or NATS URL of the runtime):
+# a tool that needs more names it in its own `env`. SUPERVISOR_SERVER_URL (the control socket's
+# path, no credential) marks the run's processes: the launcher kills a dead worker's orphaned tool
+# processes by it (noetl.supervisor.parent.kill_orphans).
+TOOL_ENV = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "SUPERVISOR_SERVER_URL"})
+TOOL_ENV_PREFIX = "LC_"
 
 
 def tool_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment tools' children start from: the worker's own, without its secrets."""
-    return {name: value for name, value in environ.items() if name not in SECRET_ENV}
+    """The environment tools' children start from: an allow-list of the worker's own."""
+    return {
+        name: value for name, value in environ.items() if name in TOOL_ENV or name.startswith(TOOL_ENV_PREFIX)
+    }
 
 
 async def _unless_stopped(step: Awaitable[T], stop: StopRequest) -> tuple[bool, T | None]:

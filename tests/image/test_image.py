@@ -28,7 +28,7 @@ def test_declares_what_the_cluster_relies_on(image: str) -> None:
     assert cfg["Healthcheck"]["Test"] == ["CMD", "python", "-m", "noetl.deploy.healthcheck"]
     env = dict(item.split("=", 1) for item in cfg["Env"])
     assert env["PATH"].startswith("/opt/venv/bin:")
-    assert env["NOETL_HOME"] == "/var/lib/noetl"
+    assert env["NOETL_HOME"] == "/var/lib/noetl/home"
     labels = cfg["Labels"]
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.source"].startswith("https://")

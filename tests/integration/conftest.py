@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.open_python import open_python
 from tests.services import Nats
 from tests.stack import Stack
 
@@ -29,7 +29,7 @@ _CREDENTIALS = re.compile(r"^(username|password)=.*$", re.MULTILINE)
 def assert_render_matches_the_written_config(stack: Stack) -> None:
     """`noetl config render` with the run's environment prints the config the run wrote."""
     done = subprocess.run(
-        [sys.executable, "-m", "noetl", "config", "render"],
+        [open_python(), "-m", "noetl", "config", "render"],  # the interpreter the run used
         env=stack.full_env(),
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ import pytest
 from noetl.settings import load_settings
 from noetl.supervisor.render import max_stop_seconds
 from tests.integration.conftest import assert_render_matches_the_written_config
+from tests.open_python import open_python
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -198,7 +199,7 @@ def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
     stack.env.update(NOETL_ROLE="server")
     # --kill-child: should the test fail and stop unshare, PID 1 still gets its SIGTERM.
     unshare = ["unshare", "--fork", "--kill-child=SIGTERM", "--pid", "--mount-proc"]
-    proc = stack.start(argv0=[*unshare, sys.executable, "-m", "noetl"])
+    proc = stack.start(argv0=[*unshare, open_python(), "-m", "noetl"])
     stack.wait_running({"server"})
     (launcher,) = psutil.Process(proc.pid).children()  # PID 1 of the new namespace
     assert _ns_pid(launcher.pid) == 1
@@ -226,7 +227,7 @@ def test_server_start_and_stop_round_trip_with_the_pid_file(stack: Stack) -> Non
     env = stack.full_env()
     pidfile = stack.home / "noetl_server.pid"
     start = subprocess.run(
-        [sys.executable, "-m", "noetl", "server", "start"],
+        [open_python(), "-m", "noetl", "server", "start"],
         env=env,
         capture_output=True,
         text=True,
@@ -248,7 +249,7 @@ def test_server_start_and_stop_round_trip_with_the_pid_file(stack: Stack) -> Non
     assert ctl.returncode == 0 and "server" in ctl.stdout
 
     again = subprocess.run(
-        [sys.executable, "-m", "noetl", "server", "start"],
+        [open_python(), "-m", "noetl", "server", "start"],
         env=env,
         capture_output=True,
         text=True,

@@ -3,8 +3,12 @@ PostgreSQL and NATS): signals go through `noetl ctl`, supervisord restarts what 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,9 +84,20 @@ def test_sigterm_to_a_worker_running_a_3s_command(stack: Stack) -> None:
     assert event_types(view).count("started") == 1
 
 
-def test_sigkill_to_a_worker_mid_command(stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory the tools may write into: as root, they run as NOETL_USER (pytest's is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="noetl-tool-files-"))
+    os.chmod(path, 0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_sigkill_to_a_worker_mid_command(stack: Stack, shared: Path) -> None:
     api = start(stack)
-    pids, marker = tmp_path / "pids", tmp_path / "marker"
+    pids, marker = shared / "pids", shared / "marker"
     command = f"if [ -e {marker} ]; then echo again; else touch {marker}; echo $$ > {pids}; sleep 300; fi"
     eid, _ = api.submit({"kind": "shell", "command": command})
     name = running_on(api, eid)

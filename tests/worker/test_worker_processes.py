@@ -323,3 +323,25 @@ def test_a_wrong_api_token_ends_the_worker_with_one_line_and_exit_2(cluster: Clu
     eid = submitted.json()["execution_id"]
     assert_completed_once(cluster.wait_finished([eid], timeout=30)[eid])
     assert right.poll() is None
+
+
+def test_a_tool_gets_the_allow_list_not_the_workers_settings(cluster: Cluster) -> None:
+    # Non-dumpable workers are shown under a root `noetl run`, where the tool is not root:
+    # tests/integration/test_lockdown.py. Here the worker is a bare process.
+    cluster.start_server()
+    # A token the worker holds (the server runs without one, so any bearer passes), a locale
+    # setting, and the settings the harness gives it: only the allow-list may reach the tool.
+    cluster.start_worker("worker_00", NOETL_API_TOKEN="worker-secret-4711", LC_TIME="C")
+    cluster.wait_worker_ready("worker_00")
+    eid, _ = cluster.submit({"kind": "shell", "command": "env | sort", "env": {"OWN": "1"}})
+    view = cluster.wait_finished([eid], timeout=60)[eid]
+    (command,) = view["commands"]
+    assert command["status"] == "completed", command
+    stdout = command["result"]["stdout"]
+    names = {line.split("=", 1)[0] for line in stdout.splitlines()} - {"PWD", "SHLVL", "_"}
+    worker_env = cluster.full_env()
+    assert names == {"OWN", "LC_TIME"} | {n for n in ("PATH", "HOME", "LANG", "TZ") if n in worker_env}
+    assert "worker-secret-4711" not in stdout
+    assert not any(
+        value in stdout for name, value in worker_env.items() if name.startswith("NOETL_") and len(value) > 6
+    )

@@ -43,12 +43,21 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
         written.append(paths.config.read_text(encoding="utf-8"))
         return 0
 
-    def prepare(settings: Settings, what: embedded.Plan, bins: embedded.Binaries, as_root: bool) -> None:
+    def prepare(
+        settings: Settings, what: embedded.Plan, bins: embedded.Binaries, as_root: bool
+    ) -> embedded.Secrets:
         planned.append(what)
+        return embedded.Secrets()
 
     settings = load_settings(env)
     code = launch.run(
-        settings, env, sys.executable, io.StringIO(), supervise=supervise, prepare_services=prepare
+        settings,
+        env,
+        sys.executable,
+        io.StringIO(),
+        supervise=supervise,
+        prepare_services=prepare,
+        check_python=lambda python, user: None,  # the interpreter is not run here
     )
     assert code == 0
     return written[0], planned[0]

@@ -26,8 +26,29 @@ def test_identity_of_this_process_uses_its_pid() -> None:
     assert identity.worker_id.endswith(f":worker:{os.getpid()}")
 
 
-def test_tool_environment_drops_the_workers_secrets() -> None:
+def test_tool_environment_keeps_only_the_allow_list() -> None:
     env = tool_environment(
-        {"PATH": "/bin", "NOETL_API_TOKEN": "t0ken", "POSTGRES_PASSWORD": "pw", "NATS_URL": "nats://x:4222"}
+        {
+            "PATH": "/bin",
+            "HOME": "/home/n",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C",
+            "TZ": "UTC",
+            "NOETL_API_TOKEN": "t0ken",
+            "NOETL_HOME": "/var/lib/noetl",
+            "POSTGRES_PASSWORD": "pw",
+            "NATS_URL": "nats://secret@x:4222",
+            "NOETL_CONFIG": "/etc/noetl.toml",
+            "SUPERVISOR_SERVER_URL": "unix:///run/supervisor.sock",
+            "SUPERVISOR_PROCESS_NAME": "worker_00",
+            "PYTHONPATH": "/x",
+        }
     )
-    assert env == {"PATH": "/bin", "NATS_URL": "nats://x:4222"}
+    assert env == {
+        "PATH": "/bin",
+        "HOME": "/home/n",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C",
+        "TZ": "UTC",
+        "SUPERVISOR_SERVER_URL": "unix:///run/supervisor.sock",
+    }
