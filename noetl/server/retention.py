@@ -64,14 +64,16 @@ def one_connection(conn: asyncpg.Connection) -> Connect:
     return connect
 
 
-async def run_retention(db: Database, days: int, interval: float = INTERVAL) -> None:
+async def run_retention(
+    db: Database, days: float, interval: float = INTERVAL, first_delay: float = FIRST_DELAY
+) -> None:
     """Background task: ``prune`` every ``interval`` seconds; never returns (not started for 0 days)."""
-    await asyncio.sleep(FIRST_DELAY)
+    await asyncio.sleep(first_delay)
     while True:
         try:
             gone = await prune(db.connection, days * DAY)
             if any(gone.values()):
-                log.info("retention (%d days): %s", days, describe(gone))
+                log.info("retention (%g days): %s", days, describe(gone))
         except DatabaseUnavailable as exc:
             log.debug("retention: database unavailable (%s)", exc)
         except Exception:
