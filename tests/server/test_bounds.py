@@ -21,6 +21,8 @@ from tests.worker.harness import Cluster, assert_completed_once, clean_env
 POOL = 6
 FLOOD = 200
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def cluster(tmp_path: Path, pg_env: dict[str, str], nats: Nats) -> Iterator[Cluster]:
