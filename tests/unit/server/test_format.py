@@ -56,6 +56,11 @@ def test_describe_tool() -> None:
     assert describe_tool({"kind": "python", "code": "\n  x = 1\ny = 2"}) == "python: x = 1"
     assert describe_tool({"kind": "python", "code": "   "}) == "python: "
     assert describe_tool({"kind": "http", "url": "https://h"}) == "http: GET https://h"
+    # `noetl status` shows where a request went, never the token in its query string
+    assert (
+        describe_tool({"kind": "http", "url": "https://u:pw@h/x?token=a&b=c"})
+        == "http: GET https://u:***@h/x?***"
+    )
 
 
 def test_executions_table() -> None:
