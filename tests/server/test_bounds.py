@@ -5,6 +5,8 @@ acquire timeout holds for any caller."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +169,26 @@ def test_reads_hold_at_most_half_the_pool(pg_env: dict[str, str]) -> None:
             await db.close(2)
 
     assert asyncio.run(scenario()) == "the 2 database connections for reads stayed busy for 0.3s"
+
+
+def test_noetl_status_prints_no_terminal_control_sequences(cluster: Cluster) -> None:
+    cluster.start_server()
+    cluster.start_worker("worker_01")
+    # Text meant for the terminal of whoever looks: clear the screen, retitle the window; in the
+    # command itself (shown as it is) and in what it prints (shown as JSON).
+    command = "printf '\\033[2Jcleared'  # \x1b[2J\x1b]0;owned\x07"
+    execution_id, _ = cluster.submit({"kind": "shell", "command": command})
+    view = cluster.wait_status(execution_id, "COMPLETED", 30)
+    assert view["commands"][0]["result"]["stdout"] == "\x1b[2Jcleared"  # it was there
+    env = {**cluster.full_env(), "NO_COLOR": "1"}
+    for argv in (["status", execution_id], ["status"], ["status", execution_id, "--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "noetl", *argv], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\x07" not in done.stdout, argv
+    shown = subprocess.run(
+        [sys.executable, "-m", "noetl", "status", execution_id], env=env, capture_output=True, text=True
+    ).stdout
+    # Each sequence went whole (no stray "[2J" or "owned" left behind).
+    assert "  shell: printf '\\033[2Jcleared'  # \n" in shown, shown
