@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -192,3 +193,48 @@ def test_noetl_status_prints_no_terminal_control_sequences(cluster: Cluster) -> 
     ).stdout
     # Each sequence went whole (no stray "[2J" or "owned" left behind).
     assert "  shell: printf '\\033[2Jcleared'  # \n" in shown, shown
+
+
+def test_metrics_count_finished_commands_at_most_once_a_minute(pg_env: dict[str, str]) -> None:
+    from noetl.server.metrics import FINISHED_REFRESH, ServerMetrics
+
+    settings = load_settings(clean_env(**pg_env))
+    now = [1000.0]
+
+    def add(conn: asyncpg.Connection, status: str, n: int) -> Any:
+        return conn.execute(
+            """
+            WITH e AS (
+                INSERT INTO noetl.executions (execution_id, status)
+                SELECT gen_random_uuid(), 'RUNNING' FROM generate_series(1, $2) RETURNING execution_id
+            )
+            INSERT INTO noetl.commands (command_id, execution_id, tool, timeout, max_attempts, status)
+            SELECT gen_random_uuid(), execution_id, '{"kind": "noop"}', 10, 1, $1 FROM e
+            """,
+            status,
+            n,
+        )
+
+    def value(text: bytes, status: str) -> float:
+        line = f'noetl_commands{{status="{status}"}} '
+        return float(next(x for x in text.decode().splitlines() if x.startswith(line)).split()[-1])
+
+    async def scenario() -> list[tuple[float, float]]:
+        db = Database(settings)
+        await db.open()
+        metrics = ServerMetrics(clock=lambda: now[0])
+        seen = []
+        try:
+            for step in range(3):
+                async with db.connection() as conn:
+                    await add(conn, "completed", 5)
+                    await add(conn, "pending", 2)
+                text = await metrics.render(db)
+                seen.append((value(text, "completed"), value(text, "pending")))
+                now[0] += FINISHED_REFRESH / 2 if step == 0 else FINISHED_REFRESH
+        finally:
+            await db.close(2)
+        return seen
+
+    # Pending ones are counted at every scrape; completed ones again only a minute after the last count.
+    assert asyncio.run(scenario()) == [(5, 2), (5, 4), (15, 6)]
