@@ -65,7 +65,7 @@ def handle(args: argparse.Namespace) -> int:
                 )
             try:
                 entry = client.register(read_text(target, "PATH_OR_FILE"))
-            except ConfigError as exc:
+            except (ConfigError, ApiRejected) as exc:  # the playbook is invalid: name the file
                 raise ConfigError(f"{target}: {exc}") from None
             path, version = entry["path"], entry["version"]
             print(f"{target}: {entry['message']}", file=sys.stderr)

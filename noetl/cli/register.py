@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
 def register_files(files: list[Path]) -> int:
     """Register each file, one line each; a refused file is reported and the others still go."""
     from noetl.cli.playbook_files import read_text
-    from noetl.client import ApiClient
+    from noetl.client import ApiClient, ApiRejected
 
     refused = 0
     with ApiClient.from_settings(load_settings()) as client:
@@ -45,7 +45,7 @@ def register_files(files: list[Path]) -> int:
             text = read_text(path, "-f")
             try:
                 entry = client.register(text)
-            except ConfigError as exc:
+            except (ConfigError, ApiRejected) as exc:  # the playbook is invalid: name the file
                 if len(files) == 1:
                     raise ConfigError(f"{path}: {exc}") from None
                 print(f"noetl: {path}: {exc}", file=sys.stderr)

@@ -182,7 +182,12 @@ def test_ctl_actions_against_a_running_stack(stack: Stack) -> None:
     stack.wait_running({"server"})
     bad = stack.ctl("stop", "nope")
     assert bad.returncode == 1 and bad.stderr.startswith("noetl: no program or group named 'nope'")
-    tail = stack.ctl("tail", "--stderr", "server")
+    deadline = time.monotonic() + 30  # RUNNING comes before the server's first line on a busy machine
+    while True:
+        tail = stack.ctl("tail", "--stderr", "server")
+        if tail.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert tail.returncode == 0 and tail.stdout
     assert stack.ctl("shutdown").returncode == 0
     assert stack.wait(timeout=30) == 0
@@ -281,11 +286,12 @@ def test_sigterm_while_a_command_runs_lets_it_finish_and_report_before_the_serve
     )
     assert status == 201, body
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # until a worker holds it: the execution is RUNNING from the start
         _, execution = stack.api("GET", f"/api/executions/{body['execution_id']}")
-        if execution["status"] != "pending":
+        if execution["commands"][0]["status"] != "pending":
             break
         time.sleep(0.1)
+    assert execution["commands"][0]["status"] == "claimed", execution
     stack.signal(signal.SIGTERM)
     assert stack.wait(timeout=60) == 0, stack.output()[-3000:]
 

@@ -27,7 +27,7 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     return [pid for pid in pids if alive(pid)]
 
 
-def read_pids(path: Path, count: int, timeout: float = 5.0) -> list[int]:
+def read_pids(path: Path, count: int, timeout: float = 30.0) -> list[int]:
     """Wait until ``path`` holds ``count`` pids, one a line, and return them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -130,8 +130,9 @@ def test_a_cancel_while_the_process_is_being_set_up_kills_its_group(tmp_path: Pa
     async def scenario() -> None:
         me = psutil.Process()
         command = f"sleep 300 & echo $! > {pids}; echo $$ >> {pids}; wait"
+        before = {child.pid for child in me.children()}  # a module's stack may be running too
         task = asyncio.ensure_future(run_tool({"kind": "shell", "command": command}, ToolContext(60, ENV)))
-        while not me.children():  # the shell is spawned; its pipes are not connected yet
+        while {child.pid for child in me.children()} <= before:  # spawned; its pipes not connected yet
             await asyncio.sleep(0)
         started = read_pids(pids, 2)  # blocking on purpose: the loop must not connect them meanwhile
         task.cancel()
