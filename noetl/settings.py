@@ -379,6 +379,25 @@ FIELDS: dict[str, Field] = {
         "Unprivileged user `noetl run` runs the server and workers as when started as root "
         "(created as a system user if missing).",
     ),
+    "db_acquire_timeout": Field(
+        "NOETL_DB_ACQUIRE_TIMEOUT",
+        _float_range(0.05, 60),
+        5.0,
+        "Seconds a request waits for a free PostgreSQL connection before it gets 503 with Retry-After.",
+    ),
+    "limit_concurrency": Field(
+        "NOETL_LIMIT_CONCURRENCY",
+        _int_range(10, 100_000),
+        1000,
+        "Requests and connections one server process serves at once; more get 503 at once.",
+    ),
+    "retention_days": Field(
+        "NOETL_RETENTION_DAYS",
+        _int_range(0, 36_500),
+        30,
+        "Finished executions (with their commands, steps and events) and offline workers older than "
+        "this many days are deleted by the server; 0 keeps everything.",
+    ),
 }
 
 CONFIG_ENV = "NOETL_CONFIG"
@@ -420,6 +439,9 @@ class Settings:
     embedded_postgres_port: int | None
     embedded_nats_port: int
     user: str
+    db_acquire_timeout: float
+    limit_concurrency: int
+    retention_days: int
     # Where each value came from, by field name: "default", "NOETL_CONFIG file", "environment", "flag".
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print the server's JSON")
     parser.add_argument("--status", choices=EXECUTION_STATUSES, help="list only executions with this status")
     parser.add_argument("--limit", type=int, default=20, help="how many to list (default 20, at most 500)")
-    parser.add_argument("--offset", type=int, default=0, help="skip this many (default 0)")
+    parser.add_argument("--offset", type=int, default=0, help="skip this many (default 0, at most 10000)")
+    parser.add_argument("--cursor", help="continue a listing where the last one ended (the NEXT it printed)")
     parser.set_defaults(handler=handle)
 
 
@@ -34,11 +35,11 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.execution_id is not None:
         check_id(args.execution_id)
-    if not 1 <= args.limit <= 500 or args.offset < 0:
-        raise ConfigError("--limit must be 1-500 and --offset 0 or more")
+    if not 1 <= args.limit <= 500 or not 0 <= args.offset <= 10_000:
+        raise ConfigError("--limit must be 1-500 and --offset 0-10000 (page on with --cursor)")
     with ApiClient.from_settings(load_settings()) as client:
         if args.execution_id is None:
-            page = client.executions(args.status, args.limit, args.offset)
+            page = client.executions(args.status, args.limit, args.offset, args.cursor)
             print(json.dumps(page, indent=2) if args.json else executions_table(page))
         else:
             execution = client.execution(args.execution_id)

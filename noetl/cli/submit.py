@@ -134,6 +134,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def print_outcome(execution: dict[str, Any]) -> int:
     """Print the outcome as JSON on stdout; 0 when COMPLETED, 1 otherwise (FAILED, CANCELLED)."""
+    from noetl.client.format import clean
+
     command = execution["commands"][0]
     if execution["status"] == "COMPLETED":
         print(json.dumps(command.get("result")))
@@ -144,7 +146,7 @@ def print_outcome(execution: dict[str, Any]) -> int:
     )
     print(json.dumps(failure))
     print(
-        f"noetl: execution {execution['execution_id']} {execution['status']}: {failure.get('error')}",
+        clean(f"noetl: execution {execution['execution_id']} {execution['status']}: {failure.get('error')}"),
         file=sys.stderr,
     )
     return EXIT_FAILURE

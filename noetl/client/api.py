@@ -59,10 +59,15 @@ class ApiClient:
         result: dict[str, Any] = self._call("GET", f"/api/executions/{execution_id}")
         return result
 
-    def executions(self, status: str | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    def executions(
+        self, status: str | None = None, limit: int = 20, offset: int = 0, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """A page of executions, newest first; its ``next`` is the ``cursor`` of the following page."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
         result: dict[str, Any] = self._call("GET", "/api/executions", params=params)
         return result
 
@@ -74,9 +79,16 @@ class ApiClient:
         return result
 
     def catalog(self) -> list[dict[str, Any]]:
-        """The latest version of each registered playbook."""
-        result: dict[str, Any] = self._call("POST", "/api/catalog/list", json={})
-        return list(result["entries"])
+        """The latest version of each registered playbook (every page of them)."""
+        entries: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            body = {"after": after} if after is not None else {}
+            result: dict[str, Any] = self._call("POST", "/api/catalog/list", json=body)
+            entries.extend(result["entries"])
+            after = result.get("next")
+            if not after:
+                return entries
 
     def catalog_entry(self, path: str, version: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"path": path}

@@ -1,14 +1,34 @@
-"""Pure printing of executions and the catalog for `noetl status`, `exec` and `catalog` (no I/O)."""
+"""Pure printing of executions and the catalog for `noetl status`, `exec` and `catalog` (no I/O).
+
+Everything printed passes through ``clean``: tool output, errors, step and playbook names come
+from code that anyone who can submit work wrote, and a terminal obeys escape sequences (clear the
+screen, rewrite the title, fake earlier lines), so they are removed before they reach it.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from noetl.tools.registry import describe
 
 PAYLOAD_WIDTH = 100
+# ESC sequences (CSI like ESC[2J, OSC like ESC]0;title BEL, two-character ones), then any other
+# C0/C1 control character but newline and tab.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC, ended by BEL or ST
+    r"|\x1b[ -~]?"  # any other ESC and the character after it
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # the one-byte CSI
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """``text`` without terminal escape sequences and control characters (newlines and tabs stay)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text))
 
 
 def _time(value: str | None) -> str:
@@ -23,7 +43,7 @@ def _time(value: str | None) -> str:
 
 def short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
-    text = text.replace("\n", "\\n")
+    text = clean(text.replace("\n", "\\n"))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -68,7 +88,7 @@ def playbook_text(execution: dict[str, Any]) -> str:
         lines.append(f"error: {short(execution['error'])}")
     elif execution.get("result") is not None:
         lines.append(f"result: {short(execution['result'])}")
-    return "\n".join(lines)
+    return clean("\n".join(lines))
 
 
 def execution_text(execution: dict[str, Any]) -> str:
@@ -99,7 +119,7 @@ def execution_text(execution: dict[str, Any]) -> str:
                 f"  {_time(ev.get('created_at'))}  {ev['type']:<{width}}  attempt {ev['attempt']}"
                 f"  {ev.get('worker_id') or '-'}{payload}"
             )
-    return "\n".join(lines)
+    return clean("\n".join(lines))
 
 
 def executions_table(page: dict[str, Any]) -> str:
@@ -114,10 +134,10 @@ def executions_table(page: dict[str, Any]) -> str:
             f"{item['execution_id']:<36}  {item['status']:<9}  {_time(item.get('created_at')):<23}"
             f"  {_time(item.get('updated_at')):<23}  {playbook}"
         )
-    shown = page.get("offset", 0) + len(items)
-    if page.get("total", 0) > shown:
-        lines.append(f"({shown} of {page['total']}; use --limit/--offset for more)")
-    return "\n".join(lines)
+    if page.get("next"):
+        total = f"{page['total']}+" if page.get("total_capped") else page.get("total")
+        lines.append(f"({len(items)} shown of {total}; more with --cursor {page['next']})")
+    return clean("\n".join(lines))
 
 
 def catalog_table(entries: list[dict[str, Any]]) -> str:
@@ -131,11 +151,16 @@ def catalog_table(entries: list[dict[str, Any]]) -> str:
             f"{entry['path']:<{width}}  {entry['version']:>7}  {_time(entry.get('created_at')):<23}"
             f"  {short(entry.get('description') or '', 60)}"
         )
-    return "\n".join(lines)
+    return clean("\n".join(lines))
 
 
 def event_line(event: dict[str, Any]) -> str | None:
     """A step entering or ending, and the execution's end, as one plain line (others: None)."""
+    line = _event_line(event)
+    return clean(line) if line is not None else None
+
+
+def _event_line(event: dict[str, Any]) -> str | None:
     kind, step = event["event_type"], event.get("node_name")
     if kind == "step.enter":
         return f"step {step}: started"

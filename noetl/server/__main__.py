@@ -65,6 +65,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
         timeout_graceful_shutdown=graceful_timeout(settings.stop_timeout, CLEANUP_BUDGET),
         lifespan="on",
         server_header=False,
+        limit_concurrency=settings.limit_concurrency,
     )
     log.info(
         "listening on %s:%d; postgres %s:%d/%s; nats %s; api token %s",

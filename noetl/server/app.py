@@ -1,11 +1,12 @@
 """``create_app(settings)``: the FastAPI application and its background tasks.
 
-The lifespan starts four tasks and never waits for PostgreSQL or NATS: the server answers
+The lifespan starts five tasks and never waits for PostgreSQL or NATS: the server answers
 probes (readiness 503) while either is down, and the tasks connect as soon as they can.
   - the database opener (pool + migrations), retrying until it succeeds;
   - the NATS connection (unlimited reconnects) and the stream;
   - the outbox (publish after commit, sweep for unpublished commands);
-  - the reaper (expired leases back to pending, or dead after max_attempts).
+  - the reaper (expired leases back to pending, or dead after max_attempts);
+  - retention (finished executions and silent workers older than NOETL_RETENTION_DAYS deleted).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from noetl.server import problems
 from noetl.server.auth import TokenAuth
 from noetl.server.limits import BodyLimit
 from noetl.server.reaper import run_reaper
+from noetl.server.retention import run_retention
 from noetl.server.routes import catalog, commands, executions, health, metrics, playbooks, workers
 from noetl.server.services import Services
 from noetl.settings import Settings
@@ -50,6 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
                 name="noetl-reaper",
             ),
         ]
+        if settings.retention_days:
+            retention = run_retention(services.db, settings.retention_days)
+            tasks.append(asyncio.create_task(retention, name="noetl-retention"))
         try:
             yield
         finally:

@@ -4,6 +4,11 @@ The server must start and answer probes while PostgreSQL is down, so the pool is
 background task (``Database.keep_open``) that retries until it succeeds and then runs the
 migrations. Route code asks for a connection with ``Database.connection()``: while no pool is open,
 or when the connection breaks, it raises ``DatabaseUnavailable``, which the app turns into a 503.
+
+Bounded under load: a caller waits at most ``NOETL_DB_ACQUIRE_TIMEOUT`` for a connection, then gets
+``DatabaseBusy`` (503 with Retry-After). Reads for people (lists, pages of events, scrapes) take
+``connection(lane="read")`` and share at most half of the pool, so a flood of slow reads can never
+hold every connection: the rest stays for claims, heartbeats and events, and work goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -40,9 +45,20 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 CONNECT_TIMEOUT = 5.0  # seconds to open one connection
 COMMAND_TIMEOUT = 15.0  # seconds any one statement may take
 
+Lane = Literal["work", "read"]
+
+
+def read_slots(pool_size: int) -> int:
+    """Connections reads for people may hold at once: half the pool, at least one."""
+    return max(1, pool_size // 2)
+
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached now; the request may be retried later."""
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Every pooled connection stayed in use for the acquire timeout; retry in a moment."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -77,6 +93,7 @@ class Database:
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
         self.opened = asyncio.Event()
+        self._reads = asyncio.Semaphore(read_slots(settings.db_pool_size))
 
     @property
     def where(self) -> str:
@@ -118,15 +135,41 @@ class Database:
         await retry(self.open, errors=UNAVAILABLE_ERRORS, backoff=RECONNECT, on_error=unavailable)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; any connection-level failure becomes ``DatabaseUnavailable``."""
-        if self.pool is None:
+    async def connection(self, lane: Lane = "work") -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; any connection-level failure becomes ``DatabaseUnavailable``, no
+        free connection within the acquire timeout ``DatabaseBusy``. ``lane="read"``: a read for
+        people, which shares at most ``read_slots`` connections."""
+        pool = self.pool
+        if pool is None:
             raise DatabaseUnavailable("database not connected")
-        try:
-            async with self.pool.acquire() as conn:
+        wait = self.settings.db_acquire_timeout
+        deadline = asyncio.get_running_loop().time() + wait
+        async with contextlib.AsyncExitStack() as stack:
+            if lane == "read":
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._reads.acquire()
+                except TimeoutError:
+                    raise DatabaseBusy(
+                        f"the {read_slots(self.settings.db_pool_size)} database connections for reads "
+                        f"stayed busy for {wait:g}s"
+                    ) from None
+                stack.callback(self._reads.release)
+            left = max(0.001, deadline - asyncio.get_running_loop().time())
+            try:
+                conn = await pool.acquire(timeout=left)
+            except TimeoutError:
+                raise DatabaseBusy(
+                    f"all {self.settings.db_pool_size} database connections stayed busy for {wait:g}s"
+                ) from None
+            except UNAVAILABLE_ERRORS as exc:
+                raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            try:
                 yield conn
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            except UNAVAILABLE_ERRORS as exc:
+                raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                await pool.release(conn)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when a trivial query answers within ``timeout`` seconds."""

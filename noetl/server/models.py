@@ -67,6 +67,9 @@ class RegisterRequest(Strict):
 
 class CatalogListRequest(Strict):
     resource_type: Text | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 500
+    # The `next` of the previous page: the last path it held.
+    after: Annotated[Text, Field(max_length=1000)] | None = None
 
 
 class ResourceRequest(Strict):
@@ -236,9 +239,13 @@ class ExecutionView(ExecutionSummary):
 
 class ExecutionPage(BaseModel):
     items: list[ExecutionSummary]
+    # How many match, counted up to paging.TOTAL_CAP; `total_capped` says there are more.
     total: int
+    total_capped: bool = False
     limit: int
     offset: int
+    # Pass as `cursor` for the next page; null on the last one.
+    next: str | None = None
 
 
 class WorkerView(BaseModel):
@@ -255,6 +262,8 @@ class WorkerView(BaseModel):
 
 class WorkerList(BaseModel):
     items: list[WorkerView]
+    # Pass as `after` for the next page (the last worker_id); null on the last one.
+    next: str | None = None
 
 
 class Problem(BaseModel):
@@ -278,6 +287,8 @@ class CatalogEntry(BaseModel):
 
 class CatalogEntries(BaseModel):
     entries: list[CatalogEntry]
+    # Pass as `after` for the next page (the last path); null on the last one.
+    next: str | None = None
 
 
 class CatalogResource(CatalogEntry):
@@ -314,6 +325,8 @@ class PlaybookEvent(BaseModel):
 
 class PlaybookEvents(BaseModel):
     items: list[PlaybookEvent]
+    # Pass as `after` for the next page (the last event_id); null when this page was not full.
+    next: int | None = None
 
 
 class LoopProgress(Iterations):

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from noetl.protocol.types import describe_validation
-from noetl.server.db import DatabaseUnavailable
+from noetl.server.db import DatabaseBusy, DatabaseUnavailable
+from noetl.throttle import Throttle
 from noetl.tools.registry import TOOL_KINDS
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def install(app: FastAPI) -> None:
         log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
         return problem(503, "the database is unavailable; retry later", {"Retry-After": "2"})
 
+    # A flood makes every waiting request fail the same way: one line every few seconds says so.
+    busy_warning = Throttle(log)
+
+    async def busy(_: Request, exc: Exception) -> JSONResponse:
+        busy_warning(str(exc))
+        detail = "the server is busy (no database connection free); retry in 1s"
+        return problem(503, detail, {"Retry-After": "1"})
+
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         return problem(422, describe_validation(list(exc.errors()), tags=TOOL_KINDS))
@@ -65,5 +74,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Invalid, invalid_content)
     app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(DatabaseUnavailable, unavailable)
+    app.add_exception_handler(DatabaseBusy, busy)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(asyncpg.DataError, unstorable)

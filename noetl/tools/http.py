@@ -6,6 +6,12 @@ Result: ``{"status_code", "headers", "data", "body"}``: ``data`` is the answer p
 says it is JSON, else its text (cut at ``OUTPUT_LIMIT`` bytes with a marker), and ``body`` the same.
 A status of 400 or more is a failure carrying the same fields as its output; so are connection
 errors and timeouts.
+
+Edges: redirects are followed here (at most ``MAX_REDIRECTS``), and once one leaves the origin
+(scheme, host, port) every header the command gave is dropped, not only Authorization and Cookie;
+a compressed body is decompressed in bounded steps, so a small gzip bomb is cut at ``BODY_LIMIT``
+without ever being inflated whole; query strings (where tokens often travel) are masked in errors
+and in httpx's log lines.
 """
 
 from __future__ import annotations
@@ -13,8 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import re
+import zlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +47,27 @@ HELP = "make an HTTP request"
 # Bytes of response body read at most; JSON bodies within it are parsed, the rest is shown as text.
 BODY_LIMIT = 4 * 1024 * 1024
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
+# Encodings decoded here, step by step; asked for unless the command sets Accept-Encoding itself.
+ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_QUERY = re.compile(r"(https?://[^\s?#'\"]*)\?[^\s#'\"]*")
+
+
+def mask_query(text: str) -> str:
+    """``text`` with the query string of every URL in it replaced by ``***`` (and passwords masked)."""
+    return _QUERY.sub(r"\1?***", mask_url(text) if "://" in text else text)
+
+
+class _MaskQueries(logging.Filter):
+    """httpx logs each request's full URL at INFO: its query string must not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = mask_query(record.getMessage()), None
+        return True
+
+
+_MASK_QUERIES = _MaskQueries()
 
 
 def _method(value: str) -> str:
@@ -136,7 +167,7 @@ def from_flags(args: argparse.Namespace) -> dict[str, Any]:
 def describe(tool: Mapping[str, Any]) -> str:
     """One line for `noetl status`."""
     url = tool.get("url") or tool.get("endpoint") or ""
-    return f"http: {tool.get('method', 'GET')} {mask_url(str(url))}"
+    return f"http: {tool.get('method', 'GET')} {mask_query(str(url))}"
 
 
 def _body(content: bytes, content_type: str, more: bool) -> Any:
@@ -150,24 +181,67 @@ def _body(content: bytes, content_type: str, more: bool) -> Any:
     return Captured(kept.decode("utf-8", errors="replace"), cut).shown() + ("\n[and more]" if more else "")
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _decoder(encoding: str) -> Any:
+    """A zlib decompressor for ``encoding``, None for identity; ToolError for what is not decoded."""
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name not in ENCODINGS:
+        raise ToolError(f"the answer is encoded as {encoding!r}; the http tool decodes gzip and deflate only")
+    return zlib.decompressobj(ENCODINGS[name])
+
+
 async def _read(response: Any) -> tuple[bytes, bool]:
-    """At most ``BODY_LIMIT`` bytes of the body, and whether there was more."""
+    """At most ``BODY_LIMIT`` bytes of the (decoded) body, and whether there was more.
+
+    The raw bytes are decompressed with a cap on each step's output, so a bomb stops at the limit
+    instead of being inflated whole in memory first.
+    """
+    decoder = _decoder(response.headers.get("content-encoding", ""))
     content = bytearray()
-    async for chunk in response.aiter_bytes():
-        content += chunk
-        if len(content) > BODY_LIMIT:
-            return bytes(content[:BODY_LIMIT]), True
+    try:
+        async for raw in response.aiter_raw():
+            pending = raw
+            while pending:
+                if decoder is None:
+                    out, pending = pending, b""
+                else:
+                    out = decoder.decompress(pending, BODY_LIMIT + 1 - len(content))
+                    pending = decoder.unconsumed_tail
+                content += out
+                if len(content) > BODY_LIMIT:
+                    return bytes(content[:BODY_LIMIT]), True
+    except zlib.error as exc:
+        raise ToolError(f"the answer's body does not decompress: {exc}") from None
     return bytes(content), False
+
+
+def _follow(method: str, status: int, kwargs: dict[str, Any]) -> str:
+    """The method of the request a redirect asks for; the body goes with it only for 307/308."""
+    if status in (307, 308):
+        return method
+    for body in ("json", "content"):
+        kwargs.pop(body, None)
+    return method if method == "HEAD" else "GET"
 
 
 async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Send the request; ``completed`` with the response when its status is below 400, else ``failed``."""
     import httpx  # here, not at the top: `noetl --help` lists this kind's flags and must stay fast
 
+    logging.getLogger("httpx").addFilter(_MASK_QUERIES)  # a set: adding it again changes nothing
     url, method = args.target, args.method
     timeout = min(args.timeout_seconds or args.timeout or ctx.timeout, ctx.timeout)
     headers = dict(args.headers or {})
-    shown = mask_url(url)
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        headers["Accept-Encoding"] = ", ".join(ENCODINGS)
+    shown = mask_query(url)
     kwargs: dict[str, Any] = {"headers": headers}
     if args.params:
         kwargs["params"] = args.params
@@ -177,18 +251,31 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
         kwargs["json"] = args.payload
     elif args.body is not None:
         kwargs["content"] = args.body.encode()
+    origin = _origin(url)
     try:
         # httpx's timeout bounds each step (connect, each read); asyncio.timeout bounds the whole.
-        async with (
-            asyncio.timeout(timeout),
-            httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client,
-            client.stream(method, url, **kwargs) as response,
-        ):
-            content, more = await _read(response)
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with client.stream(method, url, **kwargs) as response:
+                    location = response.headers.get("location")
+                    if response.status_code not in REDIRECTS or not location:
+                        content, more = await _read(response)
+                        break
+                url = urljoin(str(response.url), location)
+                # The query string given travels only to the first URL; a redirect names its own.
+                kwargs.pop("params", None)
+                method = _follow(method, response.status_code, kwargs)
+                if _origin(url) != origin:
+                    # Another origin gets none of what was meant for the first: no header at all.
+                    kwargs["headers"] = {}
+            else:
+                raise ToolError(f"more than {MAX_REDIRECTS} redirects")
     except (httpx.TimeoutException, TimeoutError):
         raise ToolError(f"{method} {shown}: no answer within {timeout:g}s") from None
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise ToolError(f"{method} {shown}: {type(exc).__name__}: {exc}") from None
+        raise ToolError(f"{method} {shown}: {type(exc).__name__}: {mask_query(str(exc))}") from None
+    except ToolError as exc:
+        raise ToolError(f"{method} {shown}: {exc}") from None
     data = _body(content, response.headers.get("content-type", ""), more)
     fields = {
         "status_code": response.status_code,

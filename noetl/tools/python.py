@@ -11,7 +11,11 @@ command and never the worker.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
 import json
+import os
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -102,14 +106,28 @@ def _request(args: Args) -> bytes:
 
 
 def _read_answer(path: Path) -> dict[str, Any] | None:
+    """The child's answer. The code ran as the worker's user and could have put a link (or a FIFO)
+    where the answer goes: the file is opened without following links and without blocking, and
+    only a regular file is read."""
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    if size > RESULT_LIMIT:
-        return {"error": f"`result` is {size} bytes of JSON; the limit is {RESULT_LIMIT}"}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return {"error": "the answer file was replaced by a symbolic link; not followed"}
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return {"error": "the answer file was replaced by something other than a file; not read"}
+        if info.st_size > RESULT_LIMIT:
+            return {"error": f"`result` is {info.st_size} bytes of JSON; the limit is {RESULT_LIMIT}"}
+        raw = fh.read(RESULT_LIMIT + 1)
+    if len(raw) > RESULT_LIMIT:
+        return {"error": f"`result` is over {RESULT_LIMIT} bytes of JSON; the limit is {RESULT_LIMIT}"}
     try:
-        answer = json.loads(path.read_text(encoding="utf-8"))
+        answer = json.loads(raw.decode("utf-8"))
     except ValueError:
         return None  # the process died while writing it
     return answer if isinstance(answer, dict) else None
@@ -127,7 +145,8 @@ async def run(args: Args, ctx: ToolContext) -> Outcome:
             cwd=tmp,
             stdin=request,
         )
-        answer = _read_answer(result_path)
+        # Up to 8 MiB of JSON to read and parse: in a thread, so other jobs' heartbeats go on.
+        answer = await asyncio.to_thread(_read_answer, result_path)
     prints = {"stdout": done.stdout.shown(), "stderr": done.stderr.shown()}
     if done.timed_out:
         return Outcome(ok=False, error=f"timed out after {ctx.timeout:g}s: killed", output=prints)

@@ -131,3 +131,26 @@ def test_noetls_ready_made_modules() -> None:
         "datetime.date(2024, 1, 2).isoformat()]"
     )
     assert outcome.result == ['{"a": 1}', "UUID", "/", "2024-01-02"]
+
+
+def test_a_link_planted_at_the_answer_file_is_not_followed(tmp_path: Path) -> None:
+    # A file the code may not hand back as its answer (JSON the worker could read).
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"result": "the worker\'s secret"}')
+    code = (
+        "import os, sys\n"
+        "answer = sys.argv[-1]\n"
+        f"os.symlink({str(secret)!r}, answer)\n"
+        "os._exit(0)  # before the runner writes the real answer\n"
+    )
+    outcome = python(code)
+    assert not outcome.ok
+    assert outcome.error == "the answer file was replaced by a symbolic link; not followed"
+    assert "secret" not in str(outcome.payload())
+
+
+def test_a_fifo_planted_at_the_answer_file_does_not_block_the_worker() -> None:
+    code = "import os, sys\nos.mkfifo(sys.argv[-1])\nos._exit(0)\n"
+    outcome = python(code, timeout=5)
+    assert not outcome.ok
+    assert outcome.error == "the answer file was replaced by something other than a file; not read"

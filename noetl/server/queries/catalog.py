@@ -63,15 +63,20 @@ async def register(conn: asyncpg.Connection, pb: Playbook) -> tuple[dict[str, An
     return dict(row), True
 
 
-async def latest(conn: asyncpg.Connection, kind: str | None) -> list[dict[str, Any]]:
-    """The latest version of every path (of ``kind`` when given), by path."""
+async def latest(
+    conn: asyncpg.Connection, kind: str | None, limit: int = 500, after: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest version of up to ``limit`` paths (of ``kind`` when given) after ``after``, by path."""
     rows = await conn.fetch(
         f"""
         SELECT DISTINCT ON (path) {ENTRY_COLUMNS} FROM noetl.catalog
-        WHERE $1::text IS NULL OR lower(kind) = lower($1)
+        WHERE ($1::text IS NULL OR lower(kind) = lower($1)) AND ($3::text IS NULL OR path > $3)
         ORDER BY path, version DESC
+        LIMIT $2
         """,
         kind,
+        limit,
+        after,
     )
     return [dict(r) for r in rows]
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from noetl.protocol.nats import Notice
-from noetl.protocol.words import EVENT_TYPES
+from noetl.protocol.words import EVENT_TYPES, EXECUTION_FINISHED
+from noetl.server import paging
 from noetl.server.queries import catalog
 
 COMMAND_COLUMNS = """
@@ -135,15 +137,24 @@ async def list_executions(
     conn: asyncpg.Connection,
     status: str | None,
     limit: int,
-    offset: int,
+    offset: int = 0,
+    after: tuple[datetime, uuid.UUID] | None = None,
     parent_execution_id: uuid.UUID | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of executions, newest first, and the total matching ``status`` (all when None) and
-    ``parent_execution_id`` (the children of that execution; all when None)."""
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """A page of executions, newest first, from after the row keyed ``after`` (created_at,
+    execution_id) and then ``offset`` more; with how many match ``status`` (all when None) and
+    ``parent_execution_id`` (the children of that execution; all when None), counted up to
+    ``paging.TOTAL_CAP``, and whether there are more than that.
+    """
+    since, after_id = after if after is not None else (None, None)
     where = "($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR parent_execution_id = $2)"
+    # The key condition is written so the (created_at DESC, execution_id) index ranges over it.
     rows = await conn.fetch(
         f"""
-        SELECT {SUMMARY_COLUMNS} FROM noetl.executions WHERE {where}
+        SELECT {SUMMARY_COLUMNS} FROM noetl.executions
+        WHERE {where}
+          AND ($5::timestamptz IS NULL
+               OR created_at <= $5 AND (created_at < $5 OR execution_id > $6::uuid))
         ORDER BY created_at DESC, execution_id
         LIMIT $3 OFFSET $4
         """,
@@ -151,11 +162,17 @@ async def list_executions(
         parent_execution_id,
         limit,
         offset,
+        since,
+        after_id,
     )
-    total = await conn.fetchval(
-        f"SELECT count(*) FROM noetl.executions WHERE {where}", status, parent_execution_id
+    # Bounded: the count stops at the cap instead of walking the whole table on every call.
+    counted = await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM noetl.executions WHERE {where} LIMIT $3) AS capped",
+        status,
+        parent_execution_id,
+        paging.TOTAL_CAP + 1,
     )
-    return [dict(r) for r in rows], int(total)
+    return [dict(r) for r in rows], min(int(counted), paging.TOTAL_CAP), int(counted) > paging.TOTAL_CAP
 
 
 async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[str, Any] | None:
@@ -209,3 +226,43 @@ async def progress(conn: asyncpg.Connection, execution_id: uuid.UUID) -> dict[st
         "loops": [dict(loop) for loop in loops],
         "is_cancelled": row["status"] == "CANCELLED",
     }
+
+
+async def delete_finished(conn: asyncpg.Connection, older_than_seconds: float, limit: int) -> dict[str, int]:
+    """Delete up to ``limit`` executions that finished more than ``older_than_seconds`` ago, with
+    their commands, step runs and events (the foreign keys cascade), in one statement; the counts
+    of each that went. A child is kept while its parent still runs (the parent waits for it)."""
+    row = await conn.fetchrow(
+        """
+        WITH doomed AS (
+            SELECT e.execution_id FROM noetl.executions e
+            WHERE e.status = ANY($1::text[])
+              -- created_at bounds the index range; the finish time decides
+              AND e.created_at < now() - make_interval(secs => $2)
+              AND coalesce(e.finished_at, e.updated_at) < now() - make_interval(secs => $2)
+              AND NOT EXISTS (
+                  SELECT 1 FROM noetl.executions p
+                  WHERE p.execution_id = e.parent_execution_id AND p.status = 'RUNNING'
+              )
+            ORDER BY e.created_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ), gone AS (
+            DELETE FROM noetl.executions x USING doomed d
+            WHERE x.execution_id = d.execution_id
+            RETURNING x.execution_id
+        )
+        SELECT (SELECT count(*) FROM gone) AS executions,
+               (SELECT count(*) FROM noetl.commands WHERE execution_id IN (SELECT execution_id FROM doomed))
+                   AS commands,
+               (SELECT count(*) FROM noetl.step_runs WHERE execution_id IN (SELECT execution_id FROM doomed))
+                   AS steps,
+               (SELECT count(*) FROM noetl.events WHERE execution_id IN (SELECT execution_id FROM doomed))
+                   AS events
+        """,
+        list(EXECUTION_FINISHED),
+        older_than_seconds,
+        limit,
+    )
+    assert row is not None
+    return {key: int(row[key]) for key in ("executions", "commands", "steps", "events")}

@@ -62,9 +62,29 @@ async def deregister(conn: asyncpg.Connection, worker_id: str) -> dict[str, Any]
     return dict(row)
 
 
-async def list_workers(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch(f"SELECT {COLUMNS} FROM noetl.workers ORDER BY worker_id")
+async def list_workers(
+    conn: asyncpg.Connection, limit: int, after: str | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` workers by id, those after ``after`` (paging by key on the primary key)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {COLUMNS} FROM noetl.workers WHERE $2::text IS NULL OR worker_id > $2
+        ORDER BY worker_id LIMIT $1
+        """,
+        limit,
+        after,
+    )
     return [dict(r) for r in rows]
+
+
+async def delete_silent(conn: asyncpg.Connection, older_than_seconds: float) -> int:
+    """Forget workers whose last heartbeat is older than ``older_than_seconds`` (offline ones, and
+    ones that died without saying so; a live worker beats every few seconds); how many went."""
+    status = await conn.execute(
+        "DELETE FROM noetl.workers WHERE heartbeat_at < now() - make_interval(secs => $1)",
+        older_than_seconds,
+    )
+    return int(status.split()[-1])
 
 
 async def count_online(conn: asyncpg.Connection, stale_seconds: float) -> int:

@@ -72,17 +72,25 @@ async def register(body: RegisterRequest, services: ServicesDep) -> dict[str, An
 @router.post("/api/catalog/list", response_model=CatalogEntries, responses=error_responses(401, 422, 503))
 async def list_entries(body: CatalogListRequest, services: ServicesDep) -> dict[str, Any]:
     """The latest version of each path."""
-    async with services.db.connection() as conn:
-        rows = await catalog.latest(conn, body.resource_type)
-    return {"entries": [_entry(r) for r in rows]}
+    async with services.db.connection("read") as conn:
+        rows = await catalog.latest(conn, body.resource_type, body.limit, body.after)
+    return _page(rows, body.limit)
 
 
-@router.get("/api/catalog", response_model=CatalogEntries, responses=error_responses(503))
-async def list_get(services: ServicesDep) -> dict[str, Any]:
-    """The latest version of each path (for people and browsers)."""
-    async with services.db.connection() as conn:
-        rows = await catalog.latest(conn, None)
-    return {"entries": [_entry(r) for r in rows]}
+@router.get("/api/catalog", response_model=CatalogEntries, responses=error_responses(422, 503))
+async def list_get(
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    after: Annotated[str | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """The latest version of each path (for people and browsers); page on with ``after=<next>``."""
+    async with services.db.connection("read") as conn:
+        rows = await catalog.latest(conn, None, limit, after)
+    return _page(rows, limit)
+
+
+def _page(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    return {"entries": [_entry(r) for r in rows], "next": rows[-1]["path"] if len(rows) == limit else None}
 
 
 @router.post(

@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from noetl.protocol.words import ExecutionStatus
+from noetl.server import paging
 from noetl.server.models import ExecutionPage, ExecutionView, SubmitRequest, Submitted
 from noetl.server.problems import NotFound
 from noetl.server.queries import executions
@@ -51,11 +52,25 @@ async def list_(
     services: ServicesDep,
     status: ExecutionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    # Kept for older clients, and bounded: skipping rows costs as much as reading them.
+    offset: Annotated[int, Query(ge=0, le=paging.TOTAL_CAP)] = 0,
     parent_execution_id: UUID | None = None,
 ) -> dict[str, Any]:
     """Executions, newest first, optionally only those with ``status``, or only the children
-    (sub-playbooks) of ``parent_execution_id``."""
-    async with services.db.connection() as conn:
-        items, total = await executions.list_executions(conn, status, limit, offset, parent_execution_id)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    (sub-playbooks) of ``parent_execution_id``; page on with ``next``."""
+    after = paging.time_and_id(cursor) if cursor is not None else None
+    async with services.db.connection("read") as conn:
+        items, total, capped = await executions.list_executions(
+            conn, status, limit, offset, after, parent_execution_id
+        )
+    last = items[-1] if len(items) == limit else None
+    following = paging.encode(last["created_at"].isoformat(), str(last["execution_id"])) if last else None
+    return {
+        "items": items,
+        "total": total,
+        "total_capped": capped,
+        "limit": limit,
+        "offset": offset,
+        "next": following,
+    }

@@ -47,11 +47,11 @@ async def events(
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """The execution's events in order, ``limit`` at a time after event id ``after``."""
-    async with services.db.connection() as conn:
+    async with services.db.connection("read") as conn:
         items = await executions.events_page(conn, execution_id, after, limit)
         if not items and not await executions.exists(conn, execution_id):
             raise NotFound(f"no execution {execution_id}")
-    return {"items": items}
+    return {"items": items, "next": items[-1]["event_id"] if len(items) == limit else None}
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from noetl.server.models import WorkerHeartbeat, WorkerList, WorkerRegistration, WorkerView
 from noetl.server.queries import workers
@@ -38,7 +38,13 @@ async def deregister(worker_id: WorkerIdPath, services: ServicesDep) -> dict[str
         return await workers.deregister(conn, worker_id)
 
 
-@router.get("", response_model=WorkerList, responses=error_responses(503))
-async def list_(services: ServicesDep) -> dict[str, Any]:
-    async with services.db.connection() as conn:
-        return {"items": await workers.list_workers(conn)}
+@router.get("", response_model=WorkerList, responses=error_responses(422, 503))
+async def list_(
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Workers by id, ``limit`` at a time; page on with ``after=<next>``."""
+    async with services.db.connection("read") as conn:
+        items = await workers.list_workers(conn, limit, after)
+    return {"items": items, "next": items[-1]["worker_id"] if len(items) == limit else None}

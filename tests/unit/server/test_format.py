@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from noetl.client.format import execution_text, executions_table
+from noetl.client.format import catalog_table, clean, event_line, execution_text, executions_table
 from noetl.tools.registry import describe as describe_tool
 
 EXECUTION = {
@@ -56,6 +56,11 @@ def test_describe_tool() -> None:
     assert describe_tool({"kind": "python", "code": "\n  x = 1\ny = 2"}) == "python: x = 1"
     assert describe_tool({"kind": "python", "code": "   "}) == "python: "
     assert describe_tool({"kind": "http", "url": "https://h"}) == "http: GET https://h"
+    # `noetl status` shows where a request went, never the token in its query string
+    assert (
+        describe_tool({"kind": "http", "url": "https://u:pw@h/x?token=a&b=c"})
+        == "http: GET https://u:***@h/x?***"
+    )
 
 
 def test_executions_table() -> None:
@@ -65,12 +70,56 @@ def test_executions_table() -> None:
             {"execution_id": "e2", "status": "FAILED", "path": "demo/x", "version": 2},
         ],
         "total": 3,
-        "limit": 1,
+        "limit": 2,
         "offset": 0,
+        "next": "CUR",
     }
     lines = executions_table(page).splitlines()
     assert lines[0].split() == ["EXECUTION", "STATUS", "CREATED", "UPDATED", "PLAYBOOK"]
     assert lines[1].split() == ["e1", "RUNNING", "-", "-", "-"]
     assert lines[2].split() == ["e2", "FAILED", "-", "-", "demo/x", "v2"]
-    assert lines[3] == "(2 of 3; use --limit/--offset for more)"
+    assert lines[3] == "(2 shown of 3; more with --cursor CUR)"
+    capped = executions_table({**page, "total": 10000, "total_capped": True}).splitlines()
+    assert capped[3] == "(2 shown of 10000+; more with --cursor CUR)"
+    assert len(executions_table({**page, "next": None}).splitlines()) == 3  # the last page
     assert executions_table({"items": []}) == "no executions"
+
+
+ATTACKS = "\x1b[2J\x1b[H\x1b]0;owned\x07\x1b[31mred\x1b[0m\x9b2J\rback\x08\x00\x7f end"
+
+
+def test_terminal_controls_never_reach_the_terminal() -> None:
+    assert clean(ATTACKS) == "redback end"
+    assert clean("line one\n\tline two") == "line one\n\tline two"  # layout stays
+    execution = {
+        "execution_id": "e1",
+        "status": "FAILED",
+        "commands": [
+            {
+                "command_id": "c1",
+                "status": "failed",
+                "attempt": 1,
+                "max_attempts": 1,
+                "tool": {"kind": "shell", "command": "printf '\\033[2J'"},
+                "result": ATTACKS,
+                "error": ATTACKS,
+            }
+        ],
+        "events": [{"type": "failed" + ATTACKS, "attempt": 1, "payload": {"stdout": ATTACKS}}],
+    }
+    playbook = {
+        "execution_id": "e2",
+        "status": "FAILED",
+        "path": ATTACKS,
+        "steps": [{"name": "s" + ATTACKS, "status": "failed", "error": ATTACKS}],
+        "error": ATTACKS,
+    }
+    for text in (
+        execution_text(execution),
+        execution_text(playbook),
+        executions_table({"items": [{"execution_id": ATTACKS, "status": "RUNNING", "path": ATTACKS}]}),
+        catalog_table([{"path": ATTACKS, "version": 1, "description": ATTACKS}]),
+        event_line({"event_type": "call.error", "node_name": ATTACKS, "error": ATTACKS}) or "",
+    ):
+        assert "red" in text
+        assert not any(ch in text for ch in "\x1b\x9b\r\x08\x00\x07\x7f"), repr(text)

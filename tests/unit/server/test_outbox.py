@@ -88,3 +88,74 @@ def test_failed_publish_is_retried_by_the_sweep_under_steady_load() -> None:
     db, publisher, first = asyncio.run(scenario())
     assert db.rows[first.command_id][2] is True
     assert publisher.published.count(first.msg_id) == 1
+
+
+class CountingConn(FakeConn):
+    sweeps = 0
+
+    async def fetch(self, query: str, limit: int) -> list[dict[str, Any]]:
+        CountingConn.sweeps += 1
+        return await super().fetch(query, limit)
+
+
+class CountingDb(FakeDb):
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[FakeConn]:
+        yield CountingConn(self.rows)
+
+
+class DownPublisher:
+    """Connected, but JetStream refuses every publish until ``up``."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.up = False
+        self.attempts = 0
+        self.published: list[str] = []
+
+    async def publish(self, notice: Notice) -> bool:
+        self.attempts += 1
+        if self.up:
+            self.published.append(notice.msg_id)
+        return self.up
+
+
+def test_failing_publishes_back_off_instead_of_sweeping_on_every_submission() -> None:
+    submissions = 100
+
+    async def scenario() -> tuple[CountingDb, DownPublisher, int, int]:
+        db = CountingDb()
+        publisher = DownPublisher()
+        outbox = Outbox(db, publisher, ServerMetrics(), interval=0.1)  # type: ignore[arg-type]
+        task = asyncio.create_task(outbox.run())
+        try:
+            for _ in range(submissions):
+                outbox.notify(db.add())  # every submission wakes the outbox
+                await asyncio.sleep(0.01)
+            sweeps, attempts = CountingConn.sweeps, publisher.attempts
+            publisher.up = True
+            outbox.sweep_soon()  # NATS is back
+            async with asyncio.timeout(5):
+                while len(publisher.published) < submissions:
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return db, publisher, sweeps, attempts
+
+    CountingConn.sweeps = 0
+    db, publisher, sweeps, attempts = asyncio.run(scenario())
+    # Without backoff each of the 100 submissions brought a publish and a sweep of the whole backlog
+    # (thousands of attempts); with it, the sweeps are spaced 0.1, 0.2, 0.4, ... seconds apart.
+    assert sweeps <= 8, sweeps
+    assert attempts <= 8 * submissions // 2, attempts
+    # Nothing was lost while publishing failed: every notice went out once NATS came back.
+    assert sorted(publisher.published) == sorted(n.msg_id for n in map(_notice, db.rows.items()))
+    assert all(row[2] for row in db.rows.values())
+
+
+def _notice(item: tuple[uuid.UUID, list[Any]]) -> Notice:
+    cid, row = item
+    return Notice(cid, row[0], row[1] + 1)
