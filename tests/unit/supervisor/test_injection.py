@@ -95,5 +95,5 @@ def test_no_setting_can_inject_config(name: str, value: str) -> None:
                 assert argv[process_name] == list(program.command)
         (server,) = options.server_configs
         assert server["file"] == str(settings_.run_dir / "supervisor.sock")
-        if field.secret and value.strip() and len(value) > 3:
+        if field.secret and value.strip() and len(value) > 3 and value not in baseline:
             assert value not in text
