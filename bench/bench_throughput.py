@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.peer_queue import make_app  # noqa: E402
-from tests.services import Postgres, nats_server, postgres_server  # noqa: E402
 from tests.auth import RouteAuth  # noqa: E402
+from tests.services import Postgres, nats_server, postgres_server  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
