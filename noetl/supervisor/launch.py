@@ -21,7 +21,7 @@ from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.preflight import check_embedded_ports, check_port
 from noetl.supervisor.render import ControlAuth, render
 from noetl.supervisor.rundir import clear_stale, prepare_run_dir, run_lock, write_private
-from noetl.tokens import API_TOKEN_FILE, ensure_tokens, token_path
+from noetl.tokens import API_TOKEN_FILE, ensure_tokens, read_token, token_path
 
 Supervise = Callable[[RunPaths, Mapping[str, str], str], int]
 PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], None]
@@ -62,14 +62,13 @@ def _how_to_authenticate(settings: Settings) -> str:
     """
     if settings.auth == "none":
         return f"auth: none (NOETL_AUTH=none, loopback only): http://{settings.host}:{settings.port}/"
-    where = "NOETL_API_TOKEN" if settings.sources.get("api_token") != "default" else None
-    if where is None:
-        path = token_path(settings.home, API_TOKEN_FILE)
+    path = token_path(settings.home, API_TOKEN_FILE)
+    if settings.api_token is not None and read_token(path) == settings.api_token:
         return (
             f"API token in {path} (the CLI reads it there): "
             f"curl -H 'Authorization: Bearer {settings.api_token}' {settings.server_url}/api/executions"
         )
-    return f"API token from {where}: send `Authorization: Bearer $NOETL_API_TOKEN`"
+    return "API token from NOETL_API_TOKEN: send `Authorization: Bearer $NOETL_API_TOKEN`"
 
 
 def run(
