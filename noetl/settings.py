@@ -587,10 +587,12 @@ def _expand_home(path: Path, env: Mapping[str, str], where: str) -> Path:
     if text == "~" or text.startswith("~/"):
         text = (env.get("HOME") or str(Path.home())) + text[1:]
         try:
-            return _path(text).absolute()
+            return Path(os.path.abspath(_path(text)))
         except _Invalid as exc:
             raise ConfigError(f"{where}: ~ expands to {text!r}, which is not valid: {exc}") from None
-    return path.absolute()  # supervisord would resolve a relative path against its own cwd
+    # Absolute and without `..`, as supervisord reads it (it would resolve a relative path against
+    # its own cwd and collapse `..`): the paths we print and check are the ones it uses.
+    return Path(os.path.abspath(path))
 
 
 def add_flags(parser: argparse.ArgumentParser, *names: str) -> None:

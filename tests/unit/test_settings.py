@@ -223,3 +223,12 @@ def test_readme_rows_name_each_flag() -> None:
     for field in FIELDS.values():
         flag = f"`{field.flag}`" if field.flag else ""
         assert f"| `{field.env}` | {flag} |" in readme, field.env
+
+
+def test_paths_are_absolute_and_without_dot_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """supervisord collapses `..` in the socket path; the settings must name the same file it uses."""
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    settings = load_settings({"NOETL_HOME": "../home"})
+    assert settings.home == tmp_path / "home"
+    assert ".." not in str(settings.run_dir)
