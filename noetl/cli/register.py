@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from noetl.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from noetl.errors import EXIT_CONFIG, EXIT_OK, ConfigError, NoetlError
 from noetl.settings import load_settings
 
 
@@ -45,7 +45,9 @@ def register_files(files: list[Path]) -> int:
             text = read_text(path, "-f")
             try:
                 entry = client.register(text)
-            except ConfigError as exc:
+            except NoetlError as exc:
+                if exc.exit_code != EXIT_CONFIG:  # the server is away: not this file's fault
+                    raise
                 if len(files) == 1:
                     raise ConfigError(f"{path}: {exc}") from None
                 print(f"noetl: {path}: {exc}", file=sys.stderr)
