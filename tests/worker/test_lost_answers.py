@@ -77,5 +77,6 @@ def test_a_notice_nats_lost_is_published_again_and_the_command_completes(
     (row,) = pg_fetch(
         pg_env, "SELECT attempt, republished FROM noetl.commands WHERE command_id = $1", uuid.UUID(cid)
     )
-    assert (row["attempt"], row["republished"]) == (1, 1)
+    # Once at least (again every 3 s while the worker was still starting), and it ran as attempt 1.
+    assert row["attempt"] == 1 and row["republished"] >= 1
     assert "publishing again" in cluster.output("server")
