@@ -68,6 +68,12 @@ def test_a_notice_nats_lost_is_published_again_and_the_command_completes(
     nats_url = cluster.env["NATS_URL"]
     eid, cid = cluster.submit({"kind": "shell", "command": "echo hi"})
     wait_until(lambda: [m for m, _ in stream_notices(nats_url)] == [f"{cid}:1"], 15, "first notice")
+
+    def published() -> bool:
+        query = "SELECT published_at FROM noetl.commands WHERE command_id = $1"
+        return pg_fetch(pg_env, query, uuid.UUID(cid))[0]["published_at"] is not None
+
+    wait_until(published, 15, "the ack recorded")  # else the outbox's own sweep would send it again
     _purge(nats_url)  # the notice is gone; the command is pending and marked published
     assert stream_notices(nats_url) == []
     cluster.start_worker("worker_00")

@@ -475,14 +475,17 @@ async def lost_notices(conn: asyncpg.Connection, older_than: float, limit: int) 
 
 
 async def mark_republished(conn: asyncpg.Connection, notices: list[Notice]) -> None:
-    """Record re-published notices: their count (the next message id) and a new publish time."""
+    """Record re-published notices: their count (so the next one gets a new message id), and a new
+    publish time while the command is still pending (a worker may have claimed it already)."""
     if not notices:
         return
     await conn.execute(
         """
-        UPDATE noetl.commands c SET published_at = now(), republished = n.republish
+        UPDATE noetl.commands c
+        SET republished = n.republish,
+            published_at = CASE WHEN c.status = 'pending' THEN now() ELSE c.published_at END
         FROM unnest($1::uuid[], $2::int[], $3::int[]) AS n(command_id, attempt, republish)
-        WHERE c.command_id = n.command_id AND c.attempt = n.attempt - 1 AND c.status = 'pending'
+        WHERE c.command_id = n.command_id AND c.attempt >= n.attempt - 1
           AND c.republished < n.republish
         """,
         [n.command_id for n in notices],
