@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from noetl.server.db import connect_once  # noqa: E402
 from noetl.server.queries import commands as command_queries  # noqa: E402
 from noetl.settings import load_settings  # noqa: E402
+from tests.auth import TOKEN_ENV, RouteAuth  # noqa: E402
 from tests.services import free_port, nats_server, postgres_server, stop_pid, wait_until  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -170,7 +171,7 @@ async def outbox_drained(api: httpx.AsyncClient, timeout: float = 60) -> None:
 
 async def measure(url: str, env: dict[str, str], nats_url: str, n: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=CONCURRENCY * 2)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as api:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, auth=RouteAuth()) as api:
         for _ in range(50):  # warm up connections, pool and statement caches
             await api.get("/api/health")
             await api.post("/api/executions", json={"tool": TOOL})
@@ -217,6 +218,7 @@ def main() -> int:
                 "NOETL_HOST": "127.0.0.1",
                 "NOETL_PORT": str(port),
                 "NOETL_LOG_LEVEL": "warning",
+                **TOKEN_ENV,
             }
             log = (tmp / "server.log").open("wb")
             server = subprocess.Popen([sys.executable, "-m", "noetl.server"], env=env, stdout=log, stderr=log)

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.peer_queue import make_app  # noqa: E402
+from tests.auth import RouteAuth  # noqa: E402
 from tests.services import Postgres, nats_server, postgres_server  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
@@ -148,7 +149,7 @@ NOETL_TIMES = """
 
 
 async def noetl_burst(url: str, dsn: str, n: int) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, auth=RouteAuth()) as client:
 
         async def submit() -> str:
             response = await client.post("/api/executions", json={"tool": TOOL, "timeout": 60})
@@ -171,7 +172,7 @@ async def noetl_burst(url: str, dsn: str, n: int) -> dict[str, float]:
 
 async def noetl_single(url: str, dsn: str, count: int) -> list[float]:
     latencies = []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, auth=RouteAuth()) as client:
         conn = await asyncpg.connect(dsn)
         try:
             for _ in range(count):

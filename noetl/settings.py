@@ -30,6 +30,7 @@ ROLES = ("all", "server", "worker")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 EMBEDDED_MODES = ("auto", "always", "never")
+AUTH_MODES = ("token", "none")
 
 
 class _Invalid(ValueError):
@@ -328,8 +329,27 @@ FIELDS: dict[str, Field] = {
         "NOETL_API_TOKEN",
         _optional_text,
         None,
-        "When set, mutating API calls need `Authorization: Bearer <token>`.",
+        "Client token: every API call but the probes needs `Authorization: Bearer <token>` "
+        "(unset: `noetl run` generates one in $NOETL_HOME/api-token).",
         secret=True,
+    ),
+    "worker_token": Field(
+        "NOETL_WORKER_TOKEN",
+        _optional_text,
+        None,
+        "Workers' token: only the worker routes (claim, leases, events, registry) take it "
+        "(unset: generated in $NOETL_HOME/worker-token).",
+        secret=True,
+    ),
+    "auth": Field(
+        "NOETL_AUTH",
+        _choice(*AUTH_MODES),
+        "token",
+        "token: every call but the probes needs a token; none: no auth (refused unless NOETL_HOST "
+        "is a loopback address).",
+    ),
+    "metrics_public": Field(
+        "NOETL_METRICS_PUBLIC", _bool, True, "/metrics (counts only) answers without a token."
     ),
     "reaper_interval": Field(
         "NOETL_REAPER_INTERVAL",
@@ -427,6 +447,9 @@ class Settings:
     nats_subject: str
     server_url: str
     api_token: str | None
+    worker_token: str | None
+    auth: str
+    metrics_public: bool
     reaper_interval: float
     max_body_bytes: int
     db_pool_size: int
@@ -578,7 +601,24 @@ def load_settings(
         values["run_dir"] = _expand_home(values["run_dir"], env, sources["run_dir"])
     if values["server_url"] is None:
         values["server_url"] = f"http://127.0.0.1:{values['port']}"
+    if values["auth"] == "none" and not is_loopback(values["host"]):
+        raise ConfigError(
+            f"{sources['auth']}=none needs a loopback NOETL_HOST (127.0.0.1, ::1 or localhost), "
+            f"not {values['host']!r}: anyone who reaches the port could run commands"
+        )
     return Settings(**values, sources=sources)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _expand_home(path: Path, env: Mapping[str, str], where: str) -> Path:

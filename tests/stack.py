@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noetl.server.auth import is_worker_route
+from noetl.tokens import API_TOKEN_FILE, WORKER_TOKEN_FILE, read_token
+from tests.auth import TOKEN_ENV, bearer
 from tests.open_python import open_python
 from tests.services import free_port
 
@@ -53,6 +56,7 @@ class Stack:
             "NOETL_HOST": "127.0.0.1",
             "NOETL_PORT": str(self.port),
             "NOETL_SERVER_URL": f"http://127.0.0.1:{self.port}",
+            **TOKEN_ENV,
             **self.env,
             **(extra or {}),
         }
@@ -128,13 +132,23 @@ class Stack:
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
-            f"{self.url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **bearer(self.token_for(method, path))},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
+
+    def token_for(self, method: str, path: str) -> str:
+        """The token this stack's programs were given (or generated) for this route."""
+        env = self.full_env()
+        if is_worker_route(method, path.partition("?")[0]):
+            return env.get("NOETL_WORKER_TOKEN") or read_token(self.home / WORKER_TOKEN_FILE) or ""
+        return env.get("NOETL_API_TOKEN") or read_token(self.home / API_TOKEN_FILE) or ""
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.proc is not None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from noetl.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from noetl.errors import EXIT_CONFIG, EXIT_OK, ConfigError, NoetlError
 from noetl.settings import load_settings
 
 
@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
 def register_files(files: list[Path]) -> int:
     """Register each file, one line each; a refused file is reported and the others still go."""
     from noetl.cli.playbook_files import read_text
-    from noetl.client import ApiClient, ApiRejected
+    from noetl.client import ApiClient
 
     refused = 0
     with ApiClient.from_settings(load_settings()) as client:
@@ -45,9 +45,8 @@ def register_files(files: list[Path]) -> int:
             text = read_text(path, "-f")
             try:
                 entry = client.register(text)
-            except (ConfigError, ApiRejected) as exc:
-                # A 422 (a broken playbook) names the file; any other refusal is not the file's.
-                if isinstance(exc, ApiRejected) and exc.exit_code != EXIT_CONFIG:
+            except NoetlError as exc:
+                if exc.exit_code != EXIT_CONFIG:  # the server is away: not this file's fault
                     raise
                 if len(files) == 1:
                     raise ConfigError(f"{path}: {exc}") from None

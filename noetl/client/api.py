@@ -37,7 +37,9 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiClient:
-        return cls(settings.server_url, settings.api_token)
+        from noetl.tokens import client_token
+
+        return cls(settings.server_url, client_token(settings))
 
     def __enter__(self) -> ApiClient:
         return self

@@ -72,10 +72,13 @@ class Answer:
 class Endpoint:
     """Where the API is, the token to send, and how to name that token to the user."""
 
-    def __init__(self, base_url: str, token: str | None, token_name: str) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, token_name: str, token_env: str = "NOETL_API_TOKEN"
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.token_name = token_name  # "API token" (the CLI's), "worker's token"
+        self.token_env = token_env  # where the user sets it
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``: base URL, token, timeout."""
@@ -103,7 +106,7 @@ class Endpoint:
         if status in (401, 403):
             raise AuthRejected(
                 f"the server refused the {self.token_name} ({status}): {detail}; "
-                "set NOETL_API_TOKEN to the token the server was started with"
+                f"set {self.token_env} to the token the server was started with"
             )
         if status < 500:
             raise ApiRejected(status, detail)

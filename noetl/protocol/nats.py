@@ -3,6 +3,8 @@
 A notice says "command ``command_id`` can be claimed; the claim will be attempt ``attempt``". The
 server publishes it with the JetStream message id ``<command_id>:<attempt>``, so a notice
 published twice within ``DUPLICATE_WINDOW`` is stored once; a worker only needs the command id.
+A notice NATS lost (a purged stream, a restart with an empty store) is published again as
+``<command_id>:<attempt>:r<n>``: a new id, so the duplicate window cannot swallow it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class Notice:
     command_id: UUID
     execution_id: UUID
     attempt: int
+    republish: int = 0  # 0 for the first notice of the attempt; n for its n-th re-publication
 
     @property
     def msg_id(self) -> str:
-        return f"{self.command_id}:{self.attempt}"
+        base = f"{self.command_id}:{self.attempt}"
+        return f"{base}:r{self.republish}" if self.republish else base
 
     def payload(self) -> bytes:
         body = {"command_id": str(self.command_id), "execution_id": str(self.execution_id)}

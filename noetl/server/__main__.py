@@ -20,6 +20,7 @@ from noetl.errors import NoetlError
 from noetl.logs import configure_logging
 from noetl.procs import not_dumpable
 from noetl.settings import Settings, add_flags, flag_values, load_settings
+from noetl.tokens import ensure_tokens
 
 log = logging.getLogger("noetl.server")
 
@@ -75,7 +76,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
         settings.postgres_port,
         settings.postgres_db,
         settings.shown("nats_url"),
-        "required" if settings.api_token else "not required",
+        "required" if settings.auth == "token" else "off (NOETL_AUTH=none)",
     )
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     not_dumpable()  # its environment holds the database password and the tokens; tools run as its user
     try:
-        settings = load_settings(flags=flag_values(args))
+        settings = ensure_tokens(load_settings(flags=flag_values(args)))
         configure_logging(settings.log_level, settings.log_format, "server")
         from noetl.server.initdb import init_database, require_postgres_host
 

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from noetl import __version__
 from noetl.server import problems
 from noetl.server.auth import TokenAuth
-from noetl.server.limits import BodyLimit
+from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.reaper import run_reaper
 from noetl.server.retention import run_retention
 from noetl.server.routes import catalog, commands, executions, health, metrics, playbooks, workers
@@ -70,9 +70,10 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, metrics, catalog, playbooks, executions, commands, workers):
         app.include_router(module.router)
     problems.install(app)
-    # Starlette runs the last added middleware first: the token check, then the body limit.
+    # Starlette runs the last added middleware first: the token check, no body on GET, the body limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TokenAuth, token=settings.api_token)
+    app.add_middleware(NoGetBody)
+    app.add_middleware(TokenAuth, settings=settings)
     return app
 
 

@@ -55,3 +55,23 @@ class BodyLimit:
         # Connection: close, so the client stops sending the rest of a body nobody will read.
         refusal = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
         await refusal(scope, receive, send)
+
+
+class NoGetBody:
+    """GET and HEAD carry no body here: one with a body (a smuggling or cache-poisoning probe, or a
+    client bug) gets 400 before anything reads it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length", b"0").strip()
+            if b"transfer-encoding" in headers or length not in (b"", b"0"):
+                detail = f"{scope['method']} takes no request body; send the parameters in the query string"
+                await JSONResponse({"detail": detail}, status_code=400, headers={"Connection": "close"})(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)

@@ -197,6 +197,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE noetl.executions ADD COLUMN parent_step text, ADD COLUMN parent_iteration integer;
         """,
     ),
+    Migration(
+        4,
+        "lease secrets, re-published notices",
+        """
+        ALTER TABLE noetl.commands
+            -- the random secret of the current attempt's lease (NULL while pending)
+            ADD COLUMN lease_secret text,
+            -- the worker's id of the claim call that took the lease: its retry gets the lease back
+            ADD COLUMN claim_request text,
+            -- how many times a notice NATS lost was published again (part of its message id)
+            ADD COLUMN republished integer NOT NULL DEFAULT 0;
+        CREATE INDEX commands_published_idx ON noetl.commands (published_at) WHERE status = 'pending';
+        """,
+    ),
 )
 
 

@@ -37,17 +37,27 @@ class SubmitRequest(Strict):
 class ClaimRequest(Strict):
     worker_id: WorkerId
     lease_seconds: LeaseSeconds = 60
+    # The worker's random id for this claim: the same call retried after its answer was lost gets
+    # the same lease back (same attempt, same secret) instead of 409.
+    request_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+# The random secret of one attempt's lease, from the claim answer: a call that names the attempt
+# without it (another worker, a client guessing) is refused with 409.
+LeaseSecret = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class HeartbeatRequest(Strict):
     worker_id: WorkerId
     attempt: Attempt
+    lease: LeaseSecret
     lease_seconds: LeaseSeconds = 60
 
 
 class EventRequest(Strict):
     worker_id: WorkerId
     attempt: Attempt
+    lease: LeaseSecret
     type: WorkerEvent
     payload: JsonObject = Field(default_factory=dict)
     seq: Annotated[int, Field(ge=0, le=INT4_MAX)] = 0
@@ -105,6 +115,7 @@ class CancelRequest(Strict):
 class ReleaseRequest(Strict):
     worker_id: WorkerId
     attempt: Attempt
+    lease: LeaseSecret
 
 
 class WorkerRegistration(Strict):
@@ -143,6 +154,7 @@ class Claimed(BaseModel):
     command_id: UUID
     execution_id: UUID
     attempt: int
+    lease: str  # this attempt's lease secret: every later call of the attempt presents it
     tool: dict[str, Any]
     timeout: float
     lease_until: datetime

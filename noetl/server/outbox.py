@@ -8,6 +8,11 @@ so a command created while NATS was down is published as soon as it returns.
 When a publish fails, the outbox backs off (the interval, doubling up to ``MAX_BACKOFF``): new
 notices wait in the database for the next sweep instead of each submission triggering another
 round of failing publishes and sweeps.
+
+A notice JetStream acknowledged can still be lost later (the stream purged, NATS restarted with
+an empty store): a command still ``pending`` ``REPUBLISH_SWEEPS`` intervals after its notice was
+acknowledged is published again under a new message id. A notice that was only waiting behind a
+busy pool of workers costs one skipped claim.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
 
 from noetl.protocol.nats import Notice
 from noetl.server.db import Database, DatabaseUnavailable
@@ -26,6 +34,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
 MAX_BACKOFF = 30.0  # seconds between sweeps at most while publishing keeps failing
+# Intervals (NOETL_REAPER_INTERVAL, 2 s by default: one minute) a published command may stay
+# pending before its notice counts as lost.
+REPUBLISH_SWEEPS = 30
 
 
 class Outbox:
@@ -34,6 +45,7 @@ class Outbox:
         self.publisher = publisher
         self.metrics = metrics
         self.interval = interval
+        self.republish_after = REPUBLISH_SWEEPS * interval
         self._queue: list[Notice] = []
         self._wake = asyncio.Event()
         self._sweep_due = True
@@ -97,25 +109,41 @@ class Outbox:
             self._backoff = 0.0
         if self._sweep_due:
             self._sweep_due = False
-            while True:
-                async with self.db.connection() as conn:
-                    pending = await commands.unpublished(conn, SWEEP_BATCH)
-                if not pending:
-                    break
-                published = await self._publish(pending)
-                if published < len(pending):
-                    # NATS failed part-way; a later sweep continues, after the backoff.
-                    self._failed()
-                    return
-                if len(pending) < SWEEP_BATCH:
-                    break
+            if not await self._sweep_unpublished():
+                self._failed()  # NATS failed part-way; a later sweep continues, after the backoff
+                return
             self._backoff = 0.0
+            await self._republish_lost()
 
-    async def _publish(self, notices: list[Notice]) -> int:
+    async def _sweep_unpublished(self) -> bool:
+        """Publish every command still unpublished; False when NATS failed part-way."""
+        while True:
+            async with self.db.connection() as conn:
+                pending = await commands.unpublished(conn, SWEEP_BATCH)
+            if not pending:
+                return True
+            if await self._publish(pending) < len(pending):
+                return False
+            if len(pending) < SWEEP_BATCH:
+                return True
+
+    async def _republish_lost(self) -> None:
+        async with self.db.connection() as conn:
+            lost = await commands.lost_notices(conn, self.republish_after, SWEEP_BATCH)
+        if not lost:
+            return
+        log.warning("outbox: %d pending command(s) unclaimed since their notice; publishing again", len(lost))
+        await self._publish(lost, commands.mark_republished)
+
+    async def _publish(
+        self,
+        notices: list[Notice],
+        mark: Callable[[asyncpg.Connection, list[Notice]], Awaitable[None]] = commands.mark_published,
+    ) -> int:
         results = await asyncio.gather(*(self.publisher.publish(n) for n in notices))
         acked = [n for n, ok in zip(notices, results, strict=True) if ok]
         if acked:
             self.metrics.published.inc(len(acked))
             async with self.db.connection() as conn:
-                await commands.mark_published(conn, acked)
+                await mark(conn, acked)
         return len(acked)

@@ -41,7 +41,8 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 _REASONS = {
-    401: "NOETL_API_TOKEN is set and the call lacks `Authorization: Bearer <token>`",
+    401: "The call lacks `Authorization: Bearer <token>` or the token is unknown",
+    403: "The token is of the other kind (worker routes take NOETL_WORKER_TOKEN, the rest NOETL_API_TOKEN)",
     404: "Not found",
     409: "The state does not allow it (lease lost, command finished)",
     413: "Body larger than NOETL_MAX_BODY_BYTES",

@@ -7,6 +7,7 @@ supervisord's parent until it exits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.preflight import check_embedded_ports, check_port
 from noetl.supervisor.render import ControlAuth, render
 from noetl.supervisor.rundir import clear_stale, prepare_run_dir, run_lock, write_private
+from noetl.tokens import API_TOKEN_FILE, ensure_tokens, read_token, token_path
 
 Supervise = Callable[[RunPaths, Mapping[str, str], str], int]
 PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], embedded.Secrets]
@@ -30,8 +32,10 @@ def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
     """The launcher's one line at start: what runs where, and how to look at it."""
     parts = []
     if settings.role in ("all", "server"):
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-        parts.append(f"API on http://{host}:{settings.port}")
+        if settings.host in ("0.0.0.0", "::"):
+            parts.append(f"API on {settings.host} port {settings.port} (every interface)")
+        else:
+            parts.append(f"API on http://{settings.host}:{settings.port}")
     if settings.role in ("all", "worker"):
         parts.append(f"{settings.workers} worker(s) x {settings.worker_concurrency}")
     if what.postgres:
@@ -41,14 +45,34 @@ def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
         parts.append(f"embedded PostgreSQL on {where}")
     if what.nats:
         parts.append(f"embedded NATS on {settings.shown('nats_url')}")
-    message = (
+    messages = [
         f"starting role={settings.role}: {', '.join(parts)}; `noetl ctl status` (run dir {settings.run_dir})"
-    )
-    if settings.log_format == "json":
-        line = json_line({"level": "info", "process": "noetl", "message": message})
-    else:
-        line = f"noetl | {message}"
-    print(line, file=out, flush=True)
+    ]
+    if settings.role in ("all", "server"):
+        messages.append(_how_to_authenticate(settings))
+    for message in messages:
+        if settings.log_format == "json":
+            line = json_line({"level": "info", "process": "noetl", "message": message})
+        else:
+            line = f"noetl | {message}"
+        print(line, file=out, flush=True)
+
+
+def _how_to_authenticate(settings: Settings) -> str:
+    """Where the API answers and what to send it, the way Jupyter prints its URL with a token.
+
+    The token itself is printed only when it was generated here (it is in a 0600 file anyway);
+    one given in NOETL_API_TOKEN is the operator's secret and stays out of logs.
+    """
+    if settings.auth == "none":
+        return f"auth: none (NOETL_AUTH=none, loopback only): http://{settings.host}:{settings.port}/"
+    path = token_path(settings.home, API_TOKEN_FILE)
+    if settings.api_token is not None and read_token(path) == settings.api_token:
+        return (
+            f"API token in {path} (the CLI reads it there): "
+            f"curl -H 'Authorization: Bearer {settings.api_token}' {settings.server_url}/api/executions"
+        )
+    return "API token from NOETL_API_TOKEN: send `Authorization: Bearer $NOETL_API_TOKEN`"
 
 
 def run(
@@ -71,6 +95,8 @@ def run(
     files.check_private_dir(settings.home, "NOETL_HOME")
     what = assemble(settings, python, run_as_root=os.geteuid() == 0)
     prepare_run_dir(paths)
+    # Into the programs' environment only: the rendered config never holds a token.
+    what = dataclasses.replace(what, settings=ensure_tokens(what.settings))
     with run_lock(paths):
         clear_stale(paths)
         check_port(what.settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Claim:
     command_id: str
     execution_id: str
     attempt: int
+    lease: str  # the attempt's lease secret: heartbeats, events and the release present it
     tool: Any
     timeout: float
     lease_until: str | None
@@ -58,7 +60,7 @@ class ServerApi:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        endpoint = Endpoint(base_url, token, "worker's token")
+        endpoint = Endpoint(base_url, token, "worker's token", "NOETL_WORKER_TOKEN")
         self._session = AsyncSession(endpoint, log, transport=transport, sleep=sleep, clock=clock)
 
     async def close(self) -> None:
@@ -74,37 +76,45 @@ class ServerApi:
     async def claim(
         self, command_id: str, worker_id: str, lease: float, *, until: float | None
     ) -> Claim | None:
-        """The claim, or ``None`` when another worker holds the command, it is finished or unknown."""
+        """The claim, or ``None`` when another worker holds the command, it is finished or unknown.
+
+        The call carries a random request id: when an answer is lost and the call retried, the
+        server recognises it and hands the same lease back instead of refusing it.
+        """
         path = f"/api/commands/{quote(command_id, safe='')}/claim"
-        answer = await self._call("POST", path, {"worker_id": worker_id, "lease_seconds": lease}, until=until)
+        body = {"worker_id": worker_id, "lease_seconds": lease, "request_id": secrets.token_hex(16)}
+        answer = await self._call("POST", path, body, until=until)
         if answer.status in NOT_FOUND_OR_CONFLICT:
             return None
-        body = answer.body
-        if not isinstance(body, Mapping) or not isinstance(body.get("attempt"), int):
-            raise ApiRejected(answer.status, "the claim answer carries no attempt")
+        claimed = answer.body
+        if (
+            not isinstance(claimed, Mapping)
+            or not isinstance(claimed.get("attempt"), int)
+            or not isinstance(claimed.get("lease"), str)
+        ):
+            raise ApiRejected(answer.status, "the claim answer carries no attempt or lease secret")
         return Claim(
-            command_id=str(body.get("command_id", command_id)),
-            execution_id=str(body.get("execution_id", "")),
-            attempt=int(body["attempt"]),
-            tool=body.get("tool"),
-            timeout=float(body.get("timeout") or 300),
-            lease_until=body.get("lease_until"),
+            command_id=str(claimed.get("command_id", command_id)),
+            execution_id=str(claimed.get("execution_id", "")),
+            attempt=int(claimed["attempt"]),
+            lease=claimed["lease"],
+            tool=claimed.get("tool"),
+            timeout=float(claimed.get("timeout") or 300),
+            lease_until=claimed.get("lease_until"),
         )
 
-    async def heartbeat(
-        self, command_id: str, worker_id: str, attempt: int, lease: float, *, until: float | None
-    ) -> bool:
+    async def heartbeat(self, claim: Claim, worker_id: str, lease: float, *, until: float | None) -> bool:
         """Extend the lease; ``False`` when it was lost."""
-        path = f"/api/commands/{quote(command_id, safe='')}/heartbeat"
-        body = {"worker_id": worker_id, "attempt": attempt, "lease_seconds": lease}
+        path = f"/api/commands/{quote(claim.command_id, safe='')}/heartbeat"
+        body = {"worker_id": worker_id, "attempt": claim.attempt, "lease": claim.lease}
+        body["lease_seconds"] = lease
         answer = await self._call("POST", path, body, until=until)
         return answer.status < 300
 
     async def event(
         self,
-        command_id: str,
+        claim: Claim,
         worker_id: str,
-        attempt: int,
         kind: str,
         payload: Mapping[str, Any],
         seq: int,
@@ -112,10 +122,11 @@ class ServerApi:
         until: float | None,
     ) -> bool:
         """Report an event; ``True`` once stored (or already stored), ``False`` when the lease is gone."""
-        path = f"/api/commands/{quote(command_id, safe='')}/events"
+        path = f"/api/commands/{quote(claim.command_id, safe='')}/events"
         body = {
             "worker_id": worker_id,
-            "attempt": attempt,
+            "attempt": claim.attempt,
+            "lease": claim.lease,
             "type": kind,
             "payload": dict(payload),
             "seq": seq,
@@ -123,10 +134,11 @@ class ServerApi:
         answer = await self._call("POST", path, body, until=until)
         return answer.status < 300
 
-    async def release(self, command_id: str, worker_id: str, attempt: int, *, until: float | None) -> bool:
+    async def release(self, claim: Claim, worker_id: str, *, until: float | None) -> bool:
         """Give the lease back so another worker can take the command at once."""
-        path = f"/api/commands/{quote(command_id, safe='')}/release"
-        answer = await self._call("POST", path, {"worker_id": worker_id, "attempt": attempt}, until=until)
+        path = f"/api/commands/{quote(claim.command_id, safe='')}/release"
+        body = {"worker_id": worker_id, "attempt": claim.attempt, "lease": claim.lease}
+        answer = await self._call("POST", path, body, until=until)
         return answer.status < 300
 
     # --- registry --------------------------------------------------------------------------------

@@ -184,9 +184,8 @@ class Job:
     async def _started(self, claim: Claim) -> bool:
         try:
             stored = await self.api.event(
-                claim.command_id,
+                claim,
                 self.settings.worker_id,
-                claim.attempt,
                 "started",
                 {},
                 0,
@@ -232,9 +231,8 @@ class Job:
                 await self.msg.in_progress()  # keeps the notice from being redelivered meanwhile
             try:
                 held = await self.api.heartbeat(
-                    claim.command_id,
+                    claim,
                     self.settings.worker_id,
-                    claim.attempt,
                     self.settings.lease,
                     until=self.clock() + interval,
                 )
@@ -251,9 +249,8 @@ class Job:
         try:
             try:
                 stored = await self.api.event(
-                    claim.command_id,
+                    claim,
                     self.settings.worker_id,
-                    claim.attempt,
                     kind,
                     outcome.payload(),
                     1,
@@ -266,9 +263,8 @@ class Job:
                 )
                 kind = "failed"
                 stored = await self.api.event(
-                    claim.command_id,
+                    claim,
                     self.settings.worker_id,
-                    claim.attempt,
                     kind,
                     outcome.payload(),
                     2,
@@ -316,7 +312,7 @@ class Job:
         claim = self.claim
         until = self._release_until if self._release_until is not None else self.clock() + 5.0
         try:
-            await self.api.release(claim.command_id, self.settings.worker_id, claim.attempt, until=until)
+            await self.api.release(claim, self.settings.worker_id, until=until)
         except (ServerUnreachable, ApiRejected) as exc:
             log.warning(
                 "command %s: release failed (%s); its lease will expire instead", claim.command_id, exc

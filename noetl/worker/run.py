@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from noetl.errors import EXIT_OK
 from noetl.settings import Settings
+from noetl.tokens import ensure_tokens
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import Notices
 from noetl.worker.drain import drain_budget
@@ -68,7 +69,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
         stop = StopRequest()
         stop.install(loop)
     identity = Identity.of_this_process(settings.process_name or "worker", settings.worker_concurrency)
-    api = ServerApi(settings.server_url, settings.api_token)
+    api = ServerApi(settings.server_url, ensure_tokens(settings).worker_token)
     notices = Notices(settings, name=identity.worker_id)
     budget = drain_budget(settings.worker_stop_timeout)
     work = WorkerLoop(

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from noetl.protocol.words import EXECUTION_STATUSES
+from tests.auth import RouteAuth
 
 FINISHED = ("completed", "failed", "dead")
 # The execution's status (NoETL's words) once its one command ended this way.
@@ -106,7 +107,7 @@ class Load:
         deadline = time.monotonic() + patience
         while True:
             try:
-                response = httpx.post(f"{self.url}/api/executions", json=body, timeout=10)
+                response = httpx.post(f"{self.url}/api/executions", json=body, timeout=10, auth=RouteAuth())
                 if response.status_code == 201:
                     execution_id = str(response.json()["execution_id"])
                     with self._lock:
@@ -137,7 +138,7 @@ class Load:
         return thread
 
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+        response = httpx.get(f"{self.url}{path}", timeout=10, auth=RouteAuth())
         response.raise_for_status()
         return response.json()
 
@@ -159,7 +160,7 @@ class Load:
 
     def command_counts(self) -> Counter[str]:
         """Commands by status, from the server's metrics."""
-        response = httpx.get(f"{self.url}/metrics", timeout=10)
+        response = httpx.get(f"{self.url}/metrics", timeout=10, auth=RouteAuth())
         response.raise_for_status()
         found = re.findall(r'^noetl_commands\{status="(\w+)"\} ([0-9.]+)$', response.text, re.MULTILINE)
         return Counter({status: int(float(n)) for status, n in found})

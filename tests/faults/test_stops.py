@@ -98,7 +98,12 @@ def test_a_crash_looping_worker_ends_run_non_zero(tmp_path: Path, own_pg: Postgr
     )
     workers = Stack(
         home=tmp_path / "workers",
-        env={**services, "NOETL_ROLE": "worker", "NOETL_API_TOKEN": "wrong", "NOETL_SERVER_URL": server.url},
+        env={
+            **services,
+            "NOETL_ROLE": "worker",
+            "NOETL_WORKER_TOKEN": "wrong",
+            "NOETL_SERVER_URL": server.url,
+        },
     )
     try:
         server.start()

@@ -252,12 +252,14 @@ def run_container(
 
 
 def api(port: int, method: str, path: str, body: Any = None) -> Any:
+    """A client's call, with the client token the manifests' Secret gives the server."""
     data = None if body is None else json.dumps(body).encode()
+    token = find("Secret", "noetl-secrets")["stringData"]["NOETL_API_TOKEN"]
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=data,
         method=method,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "Authorization": f"Bearer {token}"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())

@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.auth import TOKEN_ENV, RouteAuth
 from tests.services import Nats, free_port, stop_pid, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +30,11 @@ STREAM = "NOETL_COMMANDS"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The current environment without any noetl setting, plus ``extra``."""
+    """The current environment without any noetl setting, plus the test tokens and ``extra``."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("NOETL_", "POSTGRES_")) and k != "NATS_URL"
     }
+    env.update(TOKEN_ENV)
     env.update(extra)
     return env
 
@@ -90,6 +92,8 @@ class Server:
         return code
 
     def client(self, **kwargs: Any) -> httpx.Client:
+        """A client that sends the test tokens (the worker's on worker routes); ``auth=None`` for none."""
+        kwargs.setdefault("auth", RouteAuth())
         return httpx.Client(base_url=self.url, timeout=15, **kwargs)
 
 

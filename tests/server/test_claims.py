@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.auth import RouteAuth
 from tests.server.conftest import Server, command_of, execution, pg_fetch, stream_notices, submit, wait_for
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 async def _race(url: str, path: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=len(bodies))
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits, auth=RouteAuth()) as client:
         return await asyncio.gather(*(client.post(path, json=body) for body in bodies))
 
 
@@ -53,10 +54,17 @@ def test_claim_of_unknown_or_finished_command(api: httpx.Client) -> None:
     assert missing.status_code == 404
     ids = submit(api)
     cid = ids["command_id"]
-    assert api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"}).status_code == 200
+    claim = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w1"})
+    assert claim.status_code == 200
     done = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "w1", "attempt": 1, "type": "completed", "payload": {"result": 42}},
+        json={
+            "worker_id": "w1",
+            "attempt": 1,
+            "lease": claim.json()["lease"],
+            "type": "completed",
+            "payload": {"result": 42},
+        },
     )
     assert done.json() == {"stored": True}
     again = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w2"})
@@ -74,35 +82,71 @@ def test_stale_completion_from_an_old_attempt_is_refused(
     cid, eid = ids["command_id"], ids["execution_id"]
     first = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "old", "lease_seconds": 0.5})
     assert first.json()["attempt"] == 1
+    old = first.json()["lease"]
     # The reaper (every 0.2 s here) re-queues the expired lease; a new worker claims attempt 2.
     wait_for(lambda: command_of(api, eid)["status"] == "pending", what="lease re-queued")
     second = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "new", "lease_seconds": 30})
     assert second.status_code == 200
     assert second.json()["attempt"] == 2
+    new = second.json()["lease"]
+    assert new != old  # every attempt gets its own secret
 
     stale = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "old", "attempt": 1, "type": "completed", "payload": {"result": "stale"}},
+        json={
+            "worker_id": "old",
+            "attempt": 1,
+            "lease": old,
+            "type": "completed",
+            "payload": {"result": "stale"},
+        },
     )
     assert stale.status_code == 409
     assert "lost" in stale.json()["detail"]
-    beat = api.post(f"/api/commands/{cid}/heartbeat", json={"worker_id": "old", "attempt": 1})
+    beat = api.post(f"/api/commands/{cid}/heartbeat", json={"worker_id": "old", "attempt": 1, "lease": old})
     assert beat.status_code == 409
     # Right attempt, wrong worker: still refused.
     impostor = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "old", "attempt": 2, "type": "completed", "payload": {"result": "stale"}},
+        json={
+            "worker_id": "old",
+            "attempt": 2,
+            "lease": new,
+            "type": "completed",
+            "payload": {"result": "stale"},
+        },
     )
     assert impostor.status_code == 409
+    # Right worker and attempt, forged secret (anyone who can guess a worker id): refused too.
+    for forged in (old, "forged", new[:-1]):
+        body = {"worker_id": "new", "attempt": 2, "lease": forged}
+        forgery = api.post(f"/api/commands/{cid}/events", json={**body, "type": "completed", "payload": {}})
+        assert forgery.status_code == 409
+        assert "wrong lease secret for attempt 2" in forgery.json()["detail"]
+        assert api.post(f"/api/commands/{cid}/heartbeat", json=body).status_code == 409
+        assert api.post(f"/api/commands/{cid}/release", json=body).status_code == 409
+    assert command_of(api, eid)["status"] == "claimed"
 
     ok = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "new", "attempt": 2, "type": "completed", "payload": {"result": "fresh"}},
+        json={
+            "worker_id": "new",
+            "attempt": 2,
+            "lease": new,
+            "type": "completed",
+            "payload": {"result": "fresh"},
+        },
     )
     assert ok.json() == {"stored": True}
     late = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "old", "attempt": 1, "type": "completed", "payload": {"result": "stale"}},
+        json={
+            "worker_id": "old",
+            "attempt": 1,
+            "lease": old,
+            "type": "completed",
+            "payload": {"result": "stale"},
+        },
     )
     assert late.status_code == 409
 
@@ -118,7 +162,8 @@ def test_heartbeat_extends_the_lease_past_its_first_expiry(api: httpx.Client) ->
     cid, eid = ids["command_id"], ids["execution_id"]
     lease = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w", "lease_seconds": 1}).json()
     beat = api.post(
-        f"/api/commands/{cid}/heartbeat", json={"worker_id": "w", "attempt": 1, "lease_seconds": 30}
+        f"/api/commands/{cid}/heartbeat",
+        json={"worker_id": "w", "attempt": 1, "lease": lease["lease"], "lease_seconds": 30},
     )
     assert beat.status_code == 200
     assert beat.json()["lease_until"] > lease["lease_until"]
@@ -130,16 +175,25 @@ def test_heartbeat_extends_the_lease_past_its_first_expiry(api: httpx.Client) ->
 def test_duplicate_event_is_stored_once(server: Server, api: httpx.Client) -> None:
     ids = submit(api)
     cid, eid = ids["command_id"], ids["execution_id"]
-    api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w", "lease_seconds": 30})
-    progress = {"worker_id": "w", "attempt": 1, "type": "progress", "payload": {"pct": 50}, "seq": 1}
+    lease = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w", "lease_seconds": 30}).json()[
+        "lease"
+    ]
+    progress = {
+        "worker_id": "w",
+        "attempt": 1,
+        "lease": lease,
+        "type": "progress",
+        "payload": {"pct": 50},
+        "seq": 1,
+    }
     assert api.post(f"/api/commands/{cid}/events", json=progress).json() == {"stored": True}
     assert api.post(f"/api/commands/{cid}/events", json=progress).json() == {"stored": False}
     # The same event sent by ten connections at once is still one row.
-    started = {"worker_id": "w", "attempt": 1, "type": "started", "payload": {}}
+    started = {"worker_id": "w", "attempt": 1, "lease": lease, "type": "started", "payload": {}}
     responses = asyncio.run(_race(server.url, f"/api/commands/{cid}/events", [started] * 10))
     assert sorted(r.json()["stored"] for r in responses) == [False] * 9 + [True]
     # A completion retried after its answer was lost: stored once, not a 409.
-    done = {"worker_id": "w", "attempt": 1, "type": "completed", "payload": {"result": "ok"}}
+    done = {"worker_id": "w", "attempt": 1, "lease": lease, "type": "completed", "payload": {"result": "ok"}}
     assert api.post(f"/api/commands/{cid}/events", json=done).json() == {"stored": True}
     retry = api.post(f"/api/commands/{cid}/events", json=done)
     assert retry.status_code == 200
@@ -151,10 +205,16 @@ def test_duplicate_event_is_stored_once(server: Server, api: httpx.Client) -> No
 def test_failed_event_is_terminal_and_not_retried(api: httpx.Client) -> None:
     ids = submit(api, max_attempts=3)
     cid, eid = ids["command_id"], ids["execution_id"]
-    api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"})
+    lease = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"}).json()["lease"]
     failed = api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "w", "attempt": 1, "type": "failed", "payload": {"error": "exit code 3"}},
+        json={
+            "worker_id": "w",
+            "attempt": 1,
+            "lease": lease,
+            "type": "failed",
+            "payload": {"error": "exit code 3"},
+        },
     )
     assert failed.json() == {"stored": True}
     command = command_of(api, eid)
@@ -166,11 +226,12 @@ def test_release_requeues_without_using_an_attempt(server: Server, api: httpx.Cl
     ids = submit(api, max_attempts=1)
     cid, eid = ids["command_id"], ids["execution_id"]
     wait_for(lambda: command_of(api, eid)["published_at"], what="first notice")
-    api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w", "lease_seconds": 30})
-    assert (
-        api.post(f"/api/commands/{cid}/release", json={"worker_id": "other", "attempt": 1}).status_code == 409
-    )
-    released = api.post(f"/api/commands/{cid}/release", json={"worker_id": "w", "attempt": 1})
+    lease = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w", "lease_seconds": 30}).json()[
+        "lease"
+    ]
+    other = {"worker_id": "other", "attempt": 1, "lease": lease}
+    assert api.post(f"/api/commands/{cid}/release", json=other).status_code == 409
+    released = api.post(f"/api/commands/{cid}/release", json={"worker_id": "w", "attempt": 1, "lease": lease})
     assert released.status_code == 200
     command = command_of(api, eid)
     assert (command["status"], command["lost_leases"], command["worker_id"]) == ("pending", 0, None)
@@ -207,13 +268,19 @@ def test_workers_registry(api: httpx.Client) -> None:
 def test_list_executions_filter_and_pages(api: httpx.Client) -> None:
     made = [submit(api)["execution_id"] for _ in range(5)]
     cid = command_of(api, made[0])["command_id"]
-    api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"})
+    lease = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "w"}).json()["lease"]
     page = api.get("/api/executions", params={"limit": 2, "offset": 1}).json()
     assert (page["total"], page["limit"], page["offset"]) == (5, 2, 1)
     assert [i["execution_id"] for i in page["items"]] == list(reversed(made))[1:3]
     api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": "w", "attempt": 1, "type": "failed", "payload": {"error": "exit 1"}},
+        json={
+            "worker_id": "w",
+            "attempt": 1,
+            "lease": lease,
+            "type": "failed",
+            "payload": {"error": "exit 1"},
+        },
     )
     failed = api.get("/api/executions", params={"status": "FAILED"}).json()
     assert [i["execution_id"] for i in failed["items"]] == [made[0]]
@@ -224,10 +291,10 @@ def test_list_executions_filter_and_pages(api: httpx.Client) -> None:
 
 def test_metrics_report_commands_and_latency(api: httpx.Client) -> None:
     ids = submit(api)
-    api.post(f"/api/commands/{ids['command_id']}/claim", json={"worker_id": "w"})
+    lease = api.post(f"/api/commands/{ids['command_id']}/claim", json={"worker_id": "w"}).json()["lease"]
     api.post(
         f"/api/commands/{ids['command_id']}/events",
-        json={"worker_id": "w", "attempt": 1, "type": "completed", "payload": {"result": 1}},
+        json={"worker_id": "w", "attempt": 1, "lease": lease, "type": "completed", "payload": {"result": 1}},
     )
     submit(api)
     text = api.get("/metrics").text

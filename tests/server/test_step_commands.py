@@ -49,11 +49,13 @@ def step_commands(pg_env: dict[str, str], execution_id: str) -> list[dict[str, A
 
 
 def report(
-    api: httpx.Client, cid: str, worker: str, attempt: int, kind: str, payload: dict[str, Any]
+    api: httpx.Client, cid: str, worker: str, claim: dict[str, Any], kind: str, payload: dict[str, Any]
 ) -> httpx.Response:
+    """A worker's event under ``claim`` (its attempt and lease secret)."""
+    lease = {"attempt": claim["attempt"], "lease": claim["lease"]}
     return api.post(
         f"/api/commands/{cid}/events",
-        json={"worker_id": worker, "attempt": attempt, "type": kind, "payload": payload, "seq": 1},
+        json={"worker_id": worker, **lease, "type": kind, "payload": payload, "seq": 1},
     )
 
 
@@ -70,19 +72,17 @@ def test_a_repeated_or_stale_completion_moves_the_playbook_once(
     assert (first["step"], first["tool"]) == ("start", {"kind": "shell", "command": "echo one"})
     cid = first["command_id"]
     # Attempt 1 loses its lease (a short one, reaped); attempt 2 runs the step again.
-    assert (
-        api.post(f"/api/commands/{cid}/claim", json={"worker_id": "old", "lease_seconds": 0.2}).status_code
-        == 200
-    )
+    old = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "old", "lease_seconds": 0.2})
+    assert old.status_code == 200
     wait_for(lambda: step_commands(pg_env, execution_id)[0]["status"] == "pending", what="lease reaped")
     claim = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "new", "lease_seconds": 30}).json()
     assert claim["attempt"] == 2
     result = {"exit_code": 0, "stdout": "one\n", "stderr": ""}
     # The old attempt's late completion is refused; the new one's moves the playbook on.
-    assert report(api, cid, "old", 1, "completed", {"result": result}).status_code == 409
-    assert report(api, cid, "new", 2, "completed", {"result": result}).json() == {"stored": True}
+    assert report(api, cid, "old", old.json(), "completed", {"result": result}).status_code == 409
+    assert report(api, cid, "new", claim, "completed", {"result": result}).json() == {"stored": True}
     # The same completion again (its answer was lost): stored once, nothing decided twice.
-    assert report(api, cid, "new", 2, "completed", {"result": result}).json() == {"stored": False}
+    assert report(api, cid, "new", claim, "completed", {"result": result}).json() == {"stored": False}
 
     commands = step_commands(pg_env, execution_id)
     assert [(c["step"], c["status"]) for c in commands] == [("start", "completed"), ("second", "pending")]
@@ -94,9 +94,7 @@ def test_a_repeated_or_stale_completion_moves_the_playbook_once(
 
     claim = api.post(f"/api/commands/{second}/claim", json={"worker_id": "new"}).json()
     done = {"exit_code": 0, "stdout": "one two\n", "stderr": ""}
-    assert report(api, second, "new", claim["attempt"], "completed", {"result": done}).json() == {
-        "stored": True
-    }
+    assert report(api, second, "new", claim, "completed", {"result": done}).json() == {"stored": True}
     view = api.get(f"/api/executions/{execution_id}").json()
     assert (view["status"], view["result"]) == ("COMPLETED", done)
     steps = {s["name"]: (s["status"], s["attempts"]) for s in view["steps"]}

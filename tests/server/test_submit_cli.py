@@ -44,7 +44,7 @@ def act_as_worker(
     claim = api.post(f"/api/commands/{cid}/claim", json={"worker_id": "test-worker", "lease_seconds": 30})
     assert claim.status_code == 200, claim.text
     lease = claim.json()
-    base = {"worker_id": "test-worker", "attempt": lease["attempt"]}
+    base = {"worker_id": "test-worker", "attempt": lease["attempt"], "lease": lease["lease"]}
     assert api.post(f"/api/commands/{cid}/events", json={**base, "type": "started"}).status_code == 200
     kind, payload = decide(lease)
     done = api.post(f"/api/commands/{cid}/events", json={**base, "type": kind, "payload": payload})

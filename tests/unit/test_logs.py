@@ -55,7 +55,7 @@ def test_every_writer_uses_the_same_time_format(tmp_path: Path) -> None:
     announce_out = io.StringIO()
     settings = load_settings({"HOME": str(tmp_path), "NOETL_LOG_FORMAT": "json", "POSTGRES_HOST": "db"})
     announce(settings, announce_out, Plan(postgres=False, nats=False))
-    lines.append(announce_out.getvalue().strip())
-    assert len(lines) == 6  # logging, listener x 2, listener's state + failure lines, launcher
+    lines.extend(announce_out.getvalue().strip().splitlines())
+    assert len(lines) == 7  # logging, listener x 2, listener's state + failure lines, launcher x 2
     for line in lines:
         assert before <= _time_of(line) <= datetime.now(UTC)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from noetl.protocol.words import EXECUTION_FINISHED
+from tests.auth import TOKEN_ENV, RouteAuth
 from tests.services import free_port, stop_pid, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("NOETL_", "POSTGRES_", "SUPERVISOR_")) and k != "NATS_URL"
     }
+    env.update(TOKEN_ENV)
     env.update(extra)
     return env
 
@@ -48,8 +50,11 @@ class Api:
     def url(self) -> str:
         return self._url
 
+    def auth(self) -> httpx.Auth:
+        return RouteAuth()
+
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = httpx.request(method, self.url + path, json=body, timeout=15)
+        response = httpx.request(method, self.url + path, json=body, timeout=15, auth=self.auth())
         return response.status_code, response.json() if response.content else None
 
     def submit(self, tool: Mapping[str, Any], timeout: float = 60, max_attempts: int = 3) -> tuple[str, str]:
@@ -130,6 +135,9 @@ class Cluster(Api):
             "NOETL_SERVER_URL": self.url,
             **(extra or {}),
         }
+
+    def auth(self) -> httpx.Auth:
+        return RouteAuth.of(self.env)
 
     def log(self, name: str) -> Path:
         return self.tmp / f"{name}.log"

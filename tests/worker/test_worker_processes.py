@@ -300,18 +300,23 @@ def test_results_are_kept_while_the_server_is_briefly_away(cluster: Cluster) -> 
     assert "not answering" in cluster.output("worker_00")
 
 
-def test_a_wrong_api_token_ends_the_worker_with_one_line_and_exit_2(cluster: Cluster) -> None:
+def test_a_wrong_worker_token_ends_the_worker_with_one_line_and_exit_2(cluster: Cluster) -> None:
     cluster.env["NOETL_API_TOKEN"] = "s3cret-server-token"
+    cluster.env["NOETL_WORKER_TOKEN"] = "s3cret-worker-token"
     cluster.start_server()
-    worker = cluster.start_worker("worker_00", NOETL_API_TOKEN="wrong-worker-token")
+    worker = cluster.start_worker("worker_00", NOETL_WORKER_TOKEN="wrong-worker-token")
     assert worker.wait(timeout=30) == 2
     output = cluster.output("worker_00")
     assert "the server refused the worker's token (401)" in output
-    assert "NOETL_API_TOKEN" in output
+    assert "NOETL_WORKER_TOKEN" in output
     assert "Traceback" not in output
     assert "s3cret" not in output and "wrong-worker-token" not in output
+    # The client token is no worker token either: 403, and the same one line.
+    client = cluster.start_worker("worker_02", NOETL_WORKER_TOKEN="s3cret-server-token")
+    assert client.wait(timeout=30) == 2
+    assert "the server refused the worker's token (403)" in cluster.output("worker_02")
     # With the right token the same worker works.
-    right = cluster.start_worker("worker_01", NOETL_API_TOKEN="s3cret-server-token")
+    right = cluster.start_worker("worker_01", NOETL_WORKER_TOKEN="s3cret-worker-token")
     cluster.wait_worker_ready("worker_01")
     submitted = httpx.post(
         cluster.url + "/api/executions",

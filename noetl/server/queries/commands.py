@@ -12,6 +12,8 @@ paths lock the execution row before the command's, like cancel does, so they nev
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,25 +95,53 @@ async def _refusal(conn: asyncpg.Connection, command_id: UUID, worker_id: str, a
             f"command {command_id} is held by worker {row['worker_id']} as attempt {row['attempt']}; "
             f"the lease of {worker_id} (attempt {attempt}) was lost"
         )
-    return Conflict(f"command {command_id} cannot take this call now")
+    return Conflict(
+        f"command {command_id}: wrong lease secret for attempt {attempt}; only its claim's answer carries it"
+    )
+
+
+def _holds(cmd: asyncpg.Record, worker_id: str, attempt: int, lease: str) -> bool:
+    """Whether the caller holds the current lease: its worker, its attempt and its secret."""
+    secret = cmd["lease_secret"]
+    return (
+        cmd["status"] == "claimed"
+        and cmd["worker_id"] == worker_id
+        and cmd["attempt"] == attempt
+        and secret is not None
+        and hmac.compare_digest(secret.encode(), lease.encode())
+    )
+
+
+# What a claim answers (the lease secret is the attempt's: only its claimer learns it).
+_CLAIMED = (
+    "command_id, execution_id, attempt, lease_secret AS lease, tool, timeout, lease_until, "
+    "available_at, claimed_at"
+)
 
 
 async def claim(
-    conn: asyncpg.Connection, command_id: UUID, worker_id: str, lease_seconds: float
+    conn: asyncpg.Connection,
+    command_id: UUID,
+    worker_id: str,
+    lease_seconds: float,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """Take the lease of a pending command as the next attempt; Conflict when it is not pending.
+    """Take the lease of a pending command as the next attempt, with a new random lease secret;
+    Conflict when it is not pending.
 
     One statement (hot path: one round trip): the conditional UPDATE and the ``claimed`` event
-    commit together or not at all. The execution stays RUNNING.
+    commit together or not at all. The execution stays RUNNING. The same worker's claim retried
+    with the same ``request_id`` (its answer was lost) gets the same lease back.
     """
     row = await conn.fetchrow(
-        """
+        f"""
         WITH claimed AS (
             UPDATE noetl.commands
             SET status = 'claimed', attempt = attempt + 1, worker_id = $2,
-                lease_until = now() + make_interval(secs => $3), claimed_at = now(), updated_at = now()
+                lease_until = now() + make_interval(secs => $3), claimed_at = now(), updated_at = now(),
+                lease_secret = $4, claim_request = $5
             WHERE command_id = $1 AND status = 'pending'
-            RETURNING command_id, execution_id, attempt, tool, timeout, lease_until, available_at, claimed_at
+            RETURNING {_CLAIMED}
         ), event AS (
             INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
             SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
@@ -123,7 +153,22 @@ async def claim(
         command_id,
         worker_id,
         lease_seconds,
+        secrets.token_urlsafe(24),
+        request_id,
     )
+    if row is None and request_id is not None:
+        row = await conn.fetchrow(
+            f"""
+            UPDATE noetl.commands
+            SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
+            WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND claim_request = $4
+            RETURNING {_CLAIMED}
+            """,
+            command_id,
+            worker_id,
+            lease_seconds,
+            request_id,
+        )
     if row is not None:
         return dict(row)
     state = await conn.fetchrow(
@@ -139,19 +184,22 @@ async def claim(
 
 
 async def heartbeat(
-    conn: asyncpg.Connection, command_id: UUID, worker_id: str, attempt: int, lease_seconds: float
+    conn: asyncpg.Connection, command_id: UUID, worker_id: str, attempt: int, lease: str, lease_seconds: float
 ) -> datetime:
-    """Extend the lease held by ``worker_id`` at ``attempt``; Conflict when it was lost."""
+    """Extend the lease held by ``worker_id`` at ``attempt`` with secret ``lease``; Conflict when it
+    was lost (or the secret is wrong)."""
     lease_until = await conn.fetchval(
         """
         UPDATE noetl.commands SET lease_until = now() + make_interval(secs => $4), updated_at = now()
         WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND attempt = $3
+          AND lease_secret = $5
         RETURNING lease_until
         """,
         command_id,
         worker_id,
         attempt,
         lease_seconds,
+        lease,
     )
     if lease_until is None:
         raise await _refusal(conn, command_id, worker_id, attempt)
@@ -173,6 +221,7 @@ async def record_event(
     command_id: UUID,
     worker_id: str,
     attempt: int,
+    lease: str,
     type_: str,
     payload: dict[str, Any],
     seq: int,
@@ -188,7 +237,8 @@ async def record_event(
             await locks.lock_execution_of(conn, command_id)
         cmd = await conn.fetchrow(
             """
-            SELECT execution_id, status, worker_id, attempt, claimed_at, step, iteration FROM noetl.commands
+            SELECT execution_id, status, worker_id, attempt, lease_secret, claimed_at, step, iteration
+            FROM noetl.commands
             WHERE command_id = $1 FOR UPDATE
             """,
             command_id,
@@ -207,9 +257,12 @@ async def record_event(
             type_,
             seq,
         )
-        if earlier is not None and earlier["worker_id"] == worker_id:
+        same_secret = cmd["attempt"] == attempt and hmac.compare_digest(
+            (cmd["lease_secret"] or "").encode(), lease.encode()
+        )
+        if earlier is not None and earlier["worker_id"] == worker_id and same_secret:
             return Recorded(stored=False)
-        if cmd["status"] != "claimed" or cmd["worker_id"] != worker_id or cmd["attempt"] != attempt:
+        if not _holds(cmd, worker_id, attempt, lease):
             raise await _refusal(conn, command_id, worker_id, attempt)
         await _add_event(conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq)
         if not final:
@@ -246,20 +299,24 @@ async def record_event(
     return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
 
 
-async def release(conn: asyncpg.Connection, command_id: UUID, worker_id: str, attempt: int) -> Notice:
+async def release(
+    conn: asyncpg.Connection, command_id: UUID, worker_id: str, attempt: int, lease: str
+) -> Notice:
     """Give a lease back: the command is pending again (not counted against max_attempts)."""
     async with conn.transaction():
         row = await conn.fetchrow(
             """
             UPDATE noetl.commands
             SET status = 'pending', worker_id = NULL, lease_until = NULL, published_at = NULL,
-                available_at = now(), updated_at = now()
+                lease_secret = NULL, claim_request = NULL, available_at = now(), updated_at = now()
             WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND attempt = $3
+              AND lease_secret = $4
             RETURNING execution_id
             """,
             command_id,
             worker_id,
             attempt,
+            lease,
         )
         if row is None:
             raise await _refusal(conn, command_id, worker_id, attempt)
@@ -284,6 +341,7 @@ async def requeue_expired(conn: asyncpg.Connection, limit: int) -> list[Notice]:
             UPDATE noetl.commands c
             SET lost_leases = c.lost_leases + 1, status = 'pending',
                 worker_id = NULL, lease_until = NULL, published_at = NULL,
+                lease_secret = NULL, claim_request = NULL,
                 available_at = now(), updated_at = now()
             FROM expired
             WHERE c.command_id = expired.command_id
@@ -392,6 +450,42 @@ async def mark_published(conn: asyncpg.Connection, notices: list[Notice]) -> Non
         """,
         [n.command_id for n in notices],
         [n.attempt for n in notices],
+    )
+
+
+async def lost_notices(conn: asyncpg.Connection, older_than: float, limit: int) -> list[Notice]:
+    """Pending commands whose notice was acknowledged ``older_than`` seconds ago and never claimed:
+    NATS lost it (or every worker is busy: then the extra notice is skipped at claim)."""
+    rows = await conn.fetch(
+        """
+        SELECT command_id, execution_id, attempt, republished FROM noetl.commands
+        WHERE status = 'pending' AND published_at < now() - make_interval(secs => $1)
+        ORDER BY published_at
+        LIMIT $2
+        """,
+        older_than,
+        limit,
+    )
+    return [Notice(r["command_id"], r["execution_id"], r["attempt"] + 1, r["republished"] + 1) for r in rows]
+
+
+async def mark_republished(conn: asyncpg.Connection, notices: list[Notice]) -> None:
+    """Record re-published notices: their count (so the next one gets a new message id), and a new
+    publish time while the command is still pending (a worker may have claimed it already)."""
+    if not notices:
+        return
+    await conn.execute(
+        """
+        UPDATE noetl.commands c
+        SET republished = n.republish,
+            published_at = CASE WHEN c.status = 'pending' THEN now() ELSE c.published_at END
+        FROM unnest($1::uuid[], $2::int[], $3::int[]) AS n(command_id, attempt, republish)
+        WHERE c.command_id = n.command_id AND c.attempt >= n.attempt - 1
+          AND c.republished < n.republish
+        """,
+        [n.command_id for n in notices],
+        [n.attempt for n in notices],
+        [n.republish for n in notices],
     )
 
 

@@ -22,14 +22,15 @@ from noetl.server.services import ServicesDep, error_responses
 
 router = APIRouter(prefix="/api/commands/{command_id}", tags=["commands"])
 
-_LEASE_ERRORS = error_responses(401, 404, 409, 413, 422, 503)
+_LEASE_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 503)
 
 
 @router.post("/claim", response_model=Claimed, responses=_LEASE_ERRORS)
 async def claim(command_id: UUID, body: ClaimRequest, services: ServicesDep) -> dict[str, Any]:
-    """200 when this worker now holds the lease (as a new attempt); 409 otherwise."""
+    """200 when this worker now holds the lease (as a new attempt, with its secret), or again holds
+    it (the same claim retried with its ``request_id``); 409 otherwise."""
     async with services.db.connection() as conn:
-        row = await commands.claim(conn, command_id, body.worker_id, body.lease_seconds)
+        row = await commands.claim(conn, command_id, body.worker_id, body.lease_seconds, body.request_id)
     waited = (row["claimed_at"] - row["available_at"]).total_seconds()
     services.metrics.claim_latency.observe(max(waited, 0.0))
     return row
@@ -40,7 +41,7 @@ async def heartbeat(command_id: UUID, body: HeartbeatRequest, services: Services
     """Extend the lease; 409 when it was lost."""
     async with services.db.connection() as conn:
         lease_until = await commands.heartbeat(
-            conn, command_id, body.worker_id, body.attempt, body.lease_seconds
+            conn, command_id, body.worker_id, body.attempt, body.lease, body.lease_seconds
         )
     return {"lease_until": lease_until}
 
@@ -50,7 +51,7 @@ async def event(command_id: UUID, body: EventRequest, services: ServicesDep) -> 
     """Store a worker event; stored is false for a repeat. 409 unless the sender holds the lease."""
     async with services.db.connection() as conn:
         recorded = await commands.record_event(
-            conn, command_id, body.worker_id, body.attempt, body.type, body.payload, body.seq
+            conn, command_id, body.worker_id, body.attempt, body.lease, body.type, body.payload, body.seq
         )
     if recorded.notices:
         services.outbox.notify(*recorded.notices)
@@ -65,6 +66,6 @@ async def event(command_id: UUID, body: EventRequest, services: ServicesDep) -> 
 async def release(command_id: UUID, body: ReleaseRequest, services: ServicesDep) -> dict[str, Any]:
     """Give the lease back; the command is pending again and re-published at once."""
     async with services.db.connection() as conn:
-        notice = await commands.release(conn, command_id, body.worker_id, body.attempt)
+        notice = await commands.release(conn, command_id, body.worker_id, body.attempt, body.lease)
     services.outbox.notify(notice)
     return {"status": "ok"}

@@ -11,7 +11,7 @@ import pytest
 from noetl.client import ApiClient
 from noetl.client.session import ApiRejected, AuthRejected, Endpoint, ServerUnreachable
 from noetl.errors import NoetlError
-from noetl.worker.api import ServerApi
+from noetl.worker.api import Claim, ServerApi
 
 # Every status the server can answer with an error, and one it never sends.
 STATUSES = [400, 401, 403, 405, 413, 422, 429, 500, 502, 503, 504]
@@ -34,7 +34,8 @@ def worker_error(status: int) -> NoetlError:
 
         api = ServerApi("http://noetl.test/", transport=answering(status), sleep=no_sleep, clock=lambda: 0.0)
         try:
-            await api.release("c1", "w1", 1, until=0.0)  # no time to retry
+            claim = Claim("c1", "e1", 1, "secret", {}, 1.0, None)
+            await api.release(claim, "w1", until=0.0)  # no time to retry
         finally:
             await api.close()
 
@@ -50,7 +51,10 @@ def test_both_clients_raise_the_same_error_for_a_status(status: int) -> None:
     assert isinstance(cli, (ApiRejected, AuthRejected, ServerUnreachable))
     assert cli.exit_code == worker.exit_code
     # Only whose token a 401/403 refused differs: each names it as its user knows it.
-    assert str(cli).replace("API token", "worker's token") == str(worker)
+    as_worker = (
+        str(cli).replace("API token", "worker's token").replace("NOETL_API_TOKEN", "NOETL_WORKER_TOKEN")
+    )
+    assert as_worker == str(worker)
     assert "the server's reason" in str(cli)
 
 

@@ -14,13 +14,17 @@ import pytest
 
 from noetl.server.app import create_app
 from noetl.settings import load_settings
+from tests.auth import TOKEN_ENV, RouteAuth
 
 VALID = {"tool": {"kind": "shell", "command": "echo hi"}}
 
 
 def call(method: str, path: str, env: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-    settings = load_settings({"POSTGRES_HOST": "127.0.0.1", **(env or {})})
+    """One call on an app without PostgreSQL or NATS, with the test tokens unless headers are given."""
+    settings = load_settings({"POSTGRES_HOST": "127.0.0.1", **TOKEN_ENV, **(env or {})})
     app = create_app(settings)
+    if "authorization" not in {k.lower() for k in kwargs.get("headers", {})}:
+        kwargs["auth"] = RouteAuth.of(env or {})
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
@@ -87,12 +91,13 @@ def test_body_over_the_limit_is_413() -> None:
     )
 
 
-def test_token_guards_mutations_only() -> None:
+def test_token_guards_every_route_but_the_probes() -> None:
     env = {"NOETL_API_TOKEN": "t0k"}
-    missing = call("POST", "/api/executions", env=env, json=VALID)
+    assert call("GET", "/api/executions", env=env, headers={"Authorization": ""}).status_code == 401
+    missing = call("POST", "/api/executions", env=env, json=VALID, headers={"Authorization": ""})
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert call("DELETE", "/api/workers/w", env=env).status_code == 401
+    assert call("DELETE", "/api/workers/w", env=env, headers={"Authorization": ""}).status_code == 401
     assert (
         call(
             "POST", "/api/executions", env=env, json=VALID, headers={"Authorization": "Bearer t0"}

@@ -72,13 +72,13 @@ def test_bad_limits_are_refused(fields: dict[str, Any]) -> None:
 
 def test_failed_event_needs_a_readable_error() -> None:
     ok = EventRequest.model_validate(
-        {"worker_id": "w", "attempt": 1, "type": "failed", "payload": {"error": "boom"}}
+        {"worker_id": "w", "attempt": 1, "lease": "s", "type": "failed", "payload": {"error": "boom"}}
     )
     assert ok.seq == 0
     for payload in ({}, {"error": 3}):
         with pytest.raises(ValidationError):
             EventRequest.model_validate(
-                {"worker_id": "w", "attempt": 1, "type": "failed", "payload": payload}
+                {"worker_id": "w", "attempt": 1, "lease": "s", "type": "failed", "payload": payload}
             )
 
 

@@ -40,11 +40,13 @@ class Command:
     attempt: int = 0
     worker_id: str | None = None
     timeout: float = 30.0
+    lease: str = ""
 
 
 class FakeServer:
     """The lease rules of the real server, in memory: claim takes a pending command as a new
-    attempt; events, heartbeats and releases need the current lease holder's attempt."""
+        attempt with a new lease secret; events, heartbeats and releases need the current lease holder's
+    attempt and secret."""
 
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
@@ -63,12 +65,12 @@ class FakeServer:
         if self.unreachable:
             raise ServerUnreachable("fake server down")
 
-    def _holds(self, command_id: str, worker_id: str, attempt: int) -> bool:
-        cmd = self.commands.get(command_id)
+    def _holds(self, claim: Claim, worker_id: str) -> bool:
+        cmd = self.commands.get(claim.command_id)
         return (
             cmd is not None
             and cmd.status == "claimed"
-            and (cmd.worker_id, cmd.attempt) == (worker_id, attempt)
+            and (cmd.worker_id, cmd.attempt, cmd.lease) == (worker_id, claim.attempt, claim.lease)
         )
 
     async def claim(
@@ -80,13 +82,13 @@ class FakeServer:
         if cmd is None or cmd.status != "pending":
             return None
         cmd.status, cmd.attempt, cmd.worker_id = "claimed", cmd.attempt + 1, worker_id
-        return Claim(command_id, "e-" + command_id, cmd.attempt, cmd.tool, cmd.timeout, None)
+        cmd.lease = f"secret-{command_id}-{cmd.attempt}"
+        return Claim(command_id, "e-" + command_id, cmd.attempt, cmd.lease, cmd.tool, cmd.timeout, None)
 
     async def event(
         self,
-        command_id: str,
+        claim: Claim,
         worker_id: str,
-        attempt: int,
         kind: str,
         payload: dict[str, Any],
         seq: int,
@@ -97,27 +99,25 @@ class FakeServer:
         self._check()
         if kind == "completed" and self.reject_completed is not None:
             raise self.reject_completed
-        if not self._holds(command_id, worker_id, attempt):
+        if not self._holds(claim, worker_id):
             return False
-        self.events.append((command_id, attempt, kind, payload, seq))
+        self.events.append((claim.command_id, claim.attempt, kind, payload, seq))
         if kind in ("completed", "failed"):
-            self.commands[command_id].status = kind
+            self.commands[claim.command_id].status = kind
         return True
 
-    async def heartbeat(
-        self, command_id: str, worker_id: str, attempt: int, lease: float, *, until: float | None
-    ) -> bool:
+    async def heartbeat(self, claim: Claim, worker_id: str, lease: float, *, until: float | None) -> bool:
         self.calls.append("heartbeat")
         self._check()
-        return self._holds(command_id, worker_id, attempt)
+        return self._holds(claim, worker_id)
 
-    async def release(self, command_id: str, worker_id: str, attempt: int, *, until: float | None) -> bool:
+    async def release(self, claim: Claim, worker_id: str, *, until: float | None) -> bool:
         self.calls.append("release")
         self._check()
-        if not self._holds(command_id, worker_id, attempt):
+        if not self._holds(claim, worker_id):
             return False
-        self.commands[command_id].status = "pending"
-        self.events.append((command_id, attempt, "released", {}, 0))
+        self.commands[claim.command_id].status = "pending"
+        self.events.append((claim.command_id, claim.attempt, "released", {}, 0))
         return True
 
     def steal(self, command_id: str) -> None:

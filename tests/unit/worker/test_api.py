@@ -15,17 +15,20 @@ import httpx
 import pytest
 
 from noetl.errors import EXIT_CONFIG
-from noetl.worker.api import ApiRejected, AuthRejected, ServerApi, ServerUnreachable
+from noetl.worker.api import ApiRejected, AuthRejected, Claim, ServerApi, ServerUnreachable
 from tests.unit.clock import FakeClock
 
 CLAIMED = {
     "command_id": "c1",
     "execution_id": "e1",
     "attempt": 2,
+    "lease": "lease-secret-2",
     "tool": {"kind": "shell", "command": "true"},
     "timeout": 5,
     "lease_until": "2030-01-01T00:00:00Z",
 }
+
+CLAIM = Claim("c1", "e1", 1, "lease-secret-1", {"kind": "shell", "command": "true"}, 5.0, None)
 
 
 def client(
@@ -56,9 +59,15 @@ def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
         api = client(handler, FakeClock(), token="s3cret")
         claim = await api.claim("c1", "w1", 30.0, until=None)
         assert claim is not None and claim.attempt == 2 and claim.timeout == 5.0
+        assert claim.lease == "lease-secret-2"
         assert claim.tool == {"kind": "shell", "command": "true"}
         assert seen[0].url.path == "/api/commands/c1/claim"
-        assert json.loads(seen[0].content) == {"worker_id": "w1", "lease_seconds": 30.0}
+        sent = json.loads(seen[0].content)
+        assert {k: v for k, v in sent.items() if k != "request_id"} == {
+            "worker_id": "w1",
+            "lease_seconds": 30.0,
+        }
+        assert len(sent["request_id"]) == 32  # random per claim: its retry gets the same lease back
         assert seen[0].headers["authorization"] == "Bearer s3cret"
         await api.close()
 
@@ -86,7 +95,7 @@ def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> 
             httpx.Response(200, json={"stored": True}),
         )
         api = client(handler, clock)
-        assert await api.event("c1", "w1", 1, "completed", {"result": 1}, 1, until=None) is True
+        assert await api.event(CLAIM, "w1", "completed", {"result": 1}, 1, until=None) is True
         assert len(seen) == 10
         assert clock.sleeps[0] == pytest.approx(0.1)
         assert clock.sleeps == sorted(clock.sleeps)
@@ -108,7 +117,7 @@ def test_retrying_is_logged_when_the_problem_starts_or_changes_and_every_5s_whil
         )
         api = client(handler, clock)
         with caplog.at_level(logging.WARNING, logger="noetl.worker"):
-            assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is True
+            assert await api.event(CLAIM, "w1", "completed", {}, 1, until=None) is True
 
     asyncio.run(scenario())
     assert [r.getMessage() for r in caplog.records] == [
@@ -125,7 +134,7 @@ def test_retries_stop_at_the_deadline() -> None:
         handler, seen = scripted(httpx.ConnectError("refused"))
         api = client(handler, clock)
         with pytest.raises(ServerUnreachable, match="ConnectError"):
-            await api.heartbeat("c1", "w1", 1, 30.0, until=5.0)
+            await api.heartbeat(CLAIM, "w1", 30.0, until=5.0)
         assert clock.now <= 5.0
         assert len(seen) > 3
 
@@ -136,9 +145,9 @@ def test_lost_lease_is_false_not_an_error() -> None:
     async def scenario() -> None:
         handler, _ = scripted(httpx.Response(409, json={"detail": "lease lost"}))
         api = client(handler, FakeClock())
-        assert await api.heartbeat("c1", "w1", 1, 30.0, until=None) is False
-        assert await api.event("c1", "w1", 1, "completed", {}, 1, until=None) is False
-        assert await api.release("c1", "w1", 1, until=None) is False
+        assert await api.heartbeat(CLAIM, "w1", 30.0, until=None) is False
+        assert await api.event(CLAIM, "w1", "completed", {}, 1, until=None) is False
+        assert await api.release(CLAIM, "w1", until=None) is False
 
     asyncio.run(scenario())
 
@@ -147,7 +156,7 @@ def test_a_refused_token_ends_the_worker_with_the_config_exit_code() -> None:
     async def scenario() -> None:
         handler, seen = scripted(httpx.Response(401, json={"detail": "missing or wrong token"}))
         api = client(handler, FakeClock(), token="s3cret-worker-token")
-        with pytest.raises(AuthRejected, match="NOETL_API_TOKEN") as info:
+        with pytest.raises(AuthRejected, match="NOETL_WORKER_TOKEN") as info:
             await api.register({"worker_id": "w1"}, until=None)
         assert info.value.exit_code == EXIT_CONFIG
         assert str(info.value).startswith("the server refused the worker's token (401): missing or wrong")
@@ -162,7 +171,7 @@ def test_other_client_errors_carry_the_servers_detail() -> None:
         handler, _ = scripted(httpx.Response(413, json={"detail": "request body over 1048576 bytes"}))
         api = client(handler, FakeClock())
         with pytest.raises(ApiRejected) as info:
-            await api.event("c1", "w1", 1, "completed", {"result": "x" * 10}, 1, until=None)
+            await api.event(CLAIM, "w1", "completed", {"result": "x" * 10}, 1, until=None)
         assert info.value.status == 413
         assert "1048576" in info.value.detail
 
