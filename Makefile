@@ -1,6 +1,9 @@
 # noetl developer targets. `make help` lists them.
 SHELL := /bin/bash
-PYTHON ?= python3
+# As root, `noetl run` runs the server and workers as an unprivileged user (NOETL_USER) who must be
+# able to run this venv's interpreter: a Python under /root (pyenv's) is closed to it, the system's
+# /usr/bin/python3 is not. Elsewhere, the python3 on PATH.
+PYTHON ?= $(if $(and $(filter 0,$(shell id -u)),$(wildcard /usr/bin/python3)),/usr/bin/python3,python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 NOETL := $(BIN)/noetl
