@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from noetl.protocol.types import NonBlank, Strict, Text
-from noetl.tools.base import Outcome, ToolContext, run_process
+from noetl.tools.base import Outcome, ToolContext
+from noetl.tools.child import died, run_child
 
 KIND = "duckdb"
 HELP = "run SQL in DuckDB; the rows of the last statement"
 # Said when the extra is missing (registration refuses the playbook with it).
 EXTRA = "the duckdb tool needs the duckdb extra: pip install 'noetl[duckdb]'"
-# The largest answer read back; more rows fail with a readable message.
-RESULT_LIMIT = 8 * 1024 * 1024
 _RUNNER = Path(__file__).with_name("duckdb_runner.py")
 
 
@@ -64,38 +60,13 @@ def describe(tool: Mapping[str, Any]) -> str:
 async def run(args: Args, ctx: ToolContext) -> Outcome:
     """Run the statements; ``completed`` with the last one's rows, else ``failed`` with DuckDB's
     message."""
-    request = json.dumps({"query": args.query, "database": args.database}).encode()
-    with tempfile.TemporaryDirectory(prefix="noetl-duckdb-") as tmp:
-        answer_path = Path(tmp) / "answer.json"
-        done = await run_process(
-            [sys.executable, "-c", _RUNNER.read_text(encoding="utf-8"), str(answer_path)],
-            timeout=ctx.timeout,
-            env=ctx.base_env,
-            cwd=tmp,
-            stdin=request,
-        )
-        answer = _read(answer_path)
+    request = {"query": args.query, "database": args.database}
+    done, answer = await run_child(_RUNNER, request, ctx, "noetl-duckdb-")
     if done.timed_out:
         return Outcome(ok=False, error=f"timed out after {ctx.timeout:g}s: killed")
     if answer is None:
-        code = done.exit_code
-        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         output = {"stderr": done.stderr.shown()} if done.stderr.text else None
-        return Outcome(ok=False, error=f"the duckdb process {how} before answering", output=output)
+        return Outcome(ok=False, error=f"the duckdb process {died(done)} before answering", output=output)
     if "error" in answer:
         return Outcome(ok=False, error=str(answer["error"]))
     return Outcome(ok=True, result=answer.get("rows"))
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None
-    if size > RESULT_LIMIT:
-        return {"error": f"the rows are {size} bytes of JSON; the limit is {RESULT_LIMIT}"}
-    try:
-        answer = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None

@@ -1,0 +1,75 @@
+"""Tools whose work runs in a child interpreter (python, duckdb): a runner script that needs only
+the standard library reads a JSON request on stdin and writes a JSON answer to a file.
+
+The child runs the user's code as the worker's user, so it could put a link (or a FIFO) where the
+answer goes: the answer is opened without following links and without blocking, only a regular
+file is read, at most ``ANSWER_LIMIT`` bytes, and in a thread so that other jobs' heartbeats go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from noetl.tools.base import ProcessResult, ToolContext, run_process
+
+# The largest answer read back; a bigger one fails with a readable message.
+ANSWER_LIMIT = 8 * 1024 * 1024
+
+
+async def run_child(
+    runner: Path, request: Mapping[str, Any], ctx: ToolContext, prefix: str
+) -> tuple[ProcessResult, dict[str, Any] | None]:
+    """Run ``runner``'s source with ``-c`` in a fresh temporary directory; its process result and
+    its answer (``None`` when it wrote none: it died or was killed first)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        answer_path = Path(tmp) / "answer.json"
+        done = await run_process(
+            [sys.executable, "-c", runner.read_text(encoding="utf-8"), str(answer_path)],
+            timeout=ctx.timeout,
+            env=ctx.base_env,
+            cwd=tmp,
+            stdin=json.dumps(request).encode(),
+        )
+        answer = await asyncio.to_thread(read_answer, answer_path)
+    return done, answer
+
+
+def read_answer(path: Path) -> dict[str, Any] | None:
+    """The child's answer, read as the module docstring says."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return {"error": "the answer file was replaced by a symbolic link; not followed"}
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return {"error": "the answer file was replaced by something other than a file; not read"}
+        if info.st_size > ANSWER_LIMIT:
+            return {"error": f"the answer is {info.st_size} bytes of JSON; the limit is {ANSWER_LIMIT}"}
+        raw = fh.read(ANSWER_LIMIT + 1)
+    if len(raw) > ANSWER_LIMIT:
+        return {"error": f"the answer is over {ANSWER_LIMIT} bytes of JSON; the limit is {ANSWER_LIMIT}"}
+    try:
+        answer = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return None  # the process died while writing it
+    return answer if isinstance(answer, dict) else None
+
+
+def died(done: ProcessResult) -> str:
+    """How a child that gave no answer ended: ``was killed by signal 9`` or ``exited with code 1``."""
+    code = done.exit_code
+    return f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
