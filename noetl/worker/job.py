@@ -246,30 +246,21 @@ class Job:
     async def _report(self, claim: Claim, outcome: Outcome, duration: float) -> None:
         kind = "completed" if outcome.ok else "failed"
         until = self.clock() + self.settings.report_patience
+
+        async def send(kind: str, outcome: Outcome, seq: int) -> bool:
+            worker = self.settings.worker_id
+            return await self.api.event(claim, worker, kind, outcome.payload(), seq, until=until)
+
         try:
             try:
-                stored = await self.api.event(
-                    claim,
-                    self.settings.worker_id,
-                    kind,
-                    outcome.payload(),
-                    1,
-                    until=until,
-                )
+                stored = await send(kind, outcome, 1)
             except ApiRejected as exc:
                 # The result cannot be stored (too large, not storable): the command fails, saying why.
                 outcome = Outcome(
                     ok=False, error=f"the server refused the {kind} event ({exc.status}): {exc.detail}"
                 )
                 kind = "failed"
-                stored = await self.api.event(
-                    claim,
-                    self.settings.worker_id,
-                    kind,
-                    outcome.payload(),
-                    2,
-                    until=until,
-                )
+                stored = await send(kind, outcome, 2)
         except ServerUnreachable as exc:
             log.error(
                 "command %s %s %s in %.2fs but the server did not take the result (%s); "
