@@ -18,6 +18,7 @@ import pytest
 
 from noetl.server.db import Database, DatabaseBusy, read_slots
 from noetl.settings import load_settings
+from tests.auth import RouteAuth
 from tests.services import Nats
 from tests.worker.harness import Cluster, assert_completed_once, clean_env
 
@@ -78,7 +79,8 @@ def test_a_flood_of_slow_list_requests_does_not_stop_claims(cluster: Cluster) ->
         await lock.start()
         await locker.execute("LOCK TABLE noetl.workers IN ACCESS EXCLUSIVE MODE")
         limits = httpx.Limits(max_connections=FLOOD + 10)
-        async with httpx.AsyncClient(base_url=cluster.url, timeout=30, limits=limits) as client:
+        auth = RouteAuth.of(cluster.full_env())
+        async with httpx.AsyncClient(base_url=cluster.url, timeout=30, limits=limits, auth=auth) as client:
             flood = [asyncio.create_task(client.get("/api/workers")) for _ in range(FLOOD)]
             try:
                 async with asyncio.timeout(10):
