@@ -93,6 +93,21 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         # What run wrote, embedded programs and group included, is what `config render` prints.
         assert_render_matches_the_written_config(stack)
         stack.wait_ready()
+        assert {r["name"]: r["group"] for r in rows} == {
+            "listener": "listener",
+            "postgres": "services",
+            "nats": "services",
+            "server": "server",
+            "worker_00": "workers",
+        }
+        # The group's name restarts both services, and the server and worker carry on.
+        before = {r["name"]: r["pid"] for r in rows}
+        restarted = stack.ctl("restart", "services")
+        assert (restarted.returncode, restarted.stdout) == (0, "services: restart done\n"), restarted.stderr
+        rows = stack.wait_running(PROGRAMS)
+        after = {r["name"]: r["pid"] for r in rows}
+        assert after["postgres"] != before["postgres"] and after["nats"] != before["nats"]
+        assert (after["server"], after["worker_00"]) == (before["server"], before["worker_00"])
         execution_id = _complete_one(stack)
         processes = [psutil.Process(int(r["pid"])) for r in rows]
         stack.signal(signal.SIGTERM)

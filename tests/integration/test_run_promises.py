@@ -167,7 +167,11 @@ def test_a_worker_runs_at_most_its_concurrency_at_once(running: Running) -> None
         f"until [ $(grep -c start {log}) -ge 2 ] || [ $n -ge 400 ]; do sleep 0.05; n=$((n+1)); done; "
         f"sleep 0.5; echo end >> {log}"
     )
-    views = finished(stack, [submit(stack, command) for _ in range(6)])
+    try:
+        views = finished(stack, [submit(stack, command) for _ in range(6)])
+    finally:  # the tests after this one want every worker back
+        assert stack.ctl("start", "workers").returncode == 0
+        stack.wait_running(EVERYTHING)
     assert [v["status"] for v in views] == ["COMPLETED"] * 6, views
     now = peak = 0
     for line in log.read_text().split():
@@ -175,8 +179,6 @@ def test_a_worker_runs_at_most_its_concurrency_at_once(running: Running) -> None
         peak = max(peak, now)
     assert log.read_text().split().count("start") == 6
     assert peak == 2
-    assert stack.ctl("start", "workers").returncode == 0
-    stack.wait_running(EVERYTHING)
 
 
 def test_the_log_level_reaches_every_program(running: Running) -> None:
