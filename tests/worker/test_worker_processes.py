@@ -100,14 +100,17 @@ def test_sigterm_lets_the_running_command_finish_then_exits_0(cluster: Cluster, 
 
 def test_sigterm_past_the_drain_deadline_releases_to_another_worker(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_server()
-    first = cluster.start_worker("worker_00", NOETL_WORKER_STOP_TIMEOUT="4")
+    # Stop timeout 10 s: the release comes 8 s after SIGTERM and the worker has until 9.3 s to be
+    # gone, which leaves 0.7 s before supervisord's SIGKILL (with 4 s it was 0.3 s: too little on a
+    # loaded machine).
+    first = cluster.start_worker("worker_00", NOETL_WORKER_STOP_TIMEOUT="10")
     cluster.wait_worker_ready("worker_00")
     eid, _ = cluster.submit({"kind": "shell", "command": slow_first_time(tmp_path / "marker", 60)})
     assert started_by(cluster, eid)["worker_id"] == cluster.worker_id("worker_00")
     cluster.start_worker("worker_01")
     cluster.wait_worker_ready("worker_01")
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=4) == 0  # released and gone within the stop timeout
+    assert first.wait(timeout=10) == 0  # released and gone within the stop timeout
     view = cluster.wait_finished([eid], timeout=30)[eid]
     assert_completed_once(view)
     assert event_types(view).count("released") == 1
