@@ -23,11 +23,13 @@ pytestmark = pytest.mark.integration
 
 
 class Daemons:
-    """Runs `noetl ...` with the stack's environment; kills whatever a PID file still names at the end."""
+    """Runs `noetl ...` with the stack's environment; at the end kills every process it has seen
+    and whatever a PID file still names (a failed test must not leave a run behind)."""
 
     def __init__(self, stack: Stack, **env: str) -> None:
         self.stack = stack
         self.env = stack.full_env(env)
+        self.seen: list[psutil.Process] = []
 
     def noetl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         # start: as root the programs run as NOETL_USER with this interpreter, so one it can run.
@@ -41,13 +43,17 @@ class Daemons:
 
     def tree(self, pidfile: str) -> list[psutil.Process]:
         launcher = psutil.Process(int(self.pidfile(pidfile).read_text()))
-        return [launcher, *launcher.children(recursive=True)]
+        found = [launcher, *launcher.children(recursive=True)]
+        self.seen.extend(found)
+        return found
 
     def kill_leftovers(self) -> None:
         for path in self.stack.home.glob("noetl_*.pid"):
             with contextlib.suppress(psutil.Error, ValueError, OSError):
-                for proc in self.tree(path.name):
-                    proc.kill()
+                self.tree(path.name)
+        for proc in self.seen:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()  # psutil checks it is still the process it saw, not a reused PID
 
 
 @pytest.fixture
@@ -73,6 +79,7 @@ def test_server_start_init_db_then_a_named_worker_set_round_trip(daemons: Daemon
     first, second = started.stdout.splitlines()
     assert first.startswith("schema at version ") and "(applied 1, " in first, first
     assert second.startswith("noetl server started (pid ")
+    daemons.tree("noetl_server.pid")  # seen: killed at the end should the test fail
     stack.wait_ready()
 
     bad = daemons.noetl("worker", "start", "--name", "blue moon")
@@ -82,7 +89,7 @@ def test_server_start_init_db_then_a_named_worker_set_round_trip(daemons: Daemon
 
     blue = daemons.noetl("worker", "start", "--name", "blue", "--workers", "3")
     assert blue.returncode == 0, blue.stderr
-    pid = int(daemons.pidfile("noetl_worker_blue.pid").read_text())
+    pid = daemons.tree("noetl_worker_blue.pid")[0].pid
     assert blue.stdout.startswith(f"noetl worker blue started (pid {pid}): 3 worker(s) -> {stack.url}")
     run_dir = stack.run_dir / "worker-blue"
     status = daemons.noetl("ctl", "--run-dir", str(run_dir), "status")
