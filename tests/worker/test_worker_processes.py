@@ -100,17 +100,19 @@ def test_sigterm_lets_the_running_command_finish_then_exits_0(cluster: Cluster, 
 
 def test_sigterm_past_the_drain_deadline_releases_to_another_worker(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_server()
-    # Stop timeout 10 s: the release comes 8 s after SIGTERM and the worker has until 9.3 s to be
-    # gone, which leaves 0.7 s before supervisord's SIGKILL (with 4 s it was 0.3 s: too little on a
-    # loaded machine).
-    first = cluster.start_worker("worker_00", NOETL_WORKER_STOP_TIMEOUT="10")
+    first = cluster.start_worker("worker_00", NOETL_WORKER_STOP_TIMEOUT="4")
     cluster.wait_worker_ready("worker_00")
     eid, _ = cluster.submit({"kind": "shell", "command": slow_first_time(tmp_path / "marker", 60)})
     assert started_by(cluster, eid)["worker_id"] == cluster.worker_id("worker_00")
     cluster.start_worker("worker_01")
     cluster.wait_worker_ready("worker_01")
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=10) == 0  # released and gone within the stop timeout
+    # Released and gone by itself. Its deadlines (release at 3.2 s, gone by 3.7 s after the signal)
+    # are timed on a fake clock in tests/unit/worker/test_loop.py and test_drain.py; on a loaded
+    # machine this process may be seconds late, which a wait bounded at the stop timeout (0.3 s of
+    # slack) took for a failure.
+    assert first.wait(timeout=30) == 0
+    assert "releasing 1 command(s)" in cluster.output("worker_00")
     view = cluster.wait_finished([eid], timeout=30)[eid]
     assert_completed_once(view)
     assert event_types(view).count("released") == 1
