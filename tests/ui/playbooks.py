@@ -77,3 +77,15 @@ workflow:
       code: |
         result = {{"html": "{SCRIPT}"}}
 """
+
+# No tool: the engine finishes it at once, no worker needed (many of them fill the list fast).
+NOOP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata:
+  name: ui_noop
+  path: ui/noop
+  description: Ends at once
+workflow:
+  - step: start
+"""

@@ -13,6 +13,7 @@ from markupsafe import Markup, escape
 
 _KEY = re.compile(r"^(\s*(?:-\s+)?)([A-Za-z0-9_.\-]+|\"[^\"]*\"|'[^']*')(\s*:)(?=\s|$)")
 _COMMENT = re.compile(r"(^|\s)(#.*)$")
+_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
 _TOKEN = re.compile(
     r"(?P<tpl>\{\{.*?\}\}|\{%.*?%\})"
     r"|(?P<str>\"(?:[^\"\\]|\\.)*\"|'[^']*')"
@@ -24,13 +25,24 @@ def _span(kind: str, text: str) -> Markup:
     return Markup('<span class="y-{}">{}</span>').format(kind, text)
 
 
+def _templates(text: str) -> Markup:
+    """``text`` escaped, its ``{{ ... }}`` and ``{% ... %}`` in spans (inside a string too)."""
+    out = Markup()
+    pos = 0
+    for match in _TEMPLATE.finditer(text):
+        out += escape(text[pos : match.start()]) + _span("tpl", match.group())
+        pos = match.end()
+    return out + escape(text[pos:])
+
+
 def _value(text: str) -> Markup:
     out = Markup()
     pos = 0
     for match in _TOKEN.finditer(text):
         out += escape(text[pos : match.start()])
         kind = match.lastgroup or "lit"
-        out += _span(kind, match.group())
+        inner = _templates(match.group()) if kind == "str" else escape(match.group())
+        out += _span(kind, inner)
         pos = match.end()
     return out + escape(text[pos:])
 
