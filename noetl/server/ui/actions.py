@@ -36,9 +36,12 @@ class Forbidden(Exception):
 
 async def read_form(request: Request) -> dict[str, str]:
     """The posted form's fields (the last value of a repeated one); 422 for another body type."""
+    raw = await request.body()
+    if not raw:
+        return {}
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
         raise Invalid(f"send the form as {FORM_TYPE}")
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = raw.decode("utf-8", errors="replace")
     return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=20))
 
 

@@ -45,6 +45,7 @@ def build_ui(services: Services) -> FastAPI:
 
         return handle
 
+    ui.add_exception_handler(actions.Forbidden, problem(403, "Refused"))  # type: ignore[arg-type]
     ui.add_exception_handler(NotFound, problem(404, "Not found"))  # type: ignore[arg-type]
     ui.add_exception_handler(Invalid, problem(422, "Invalid"))  # type: ignore[arg-type]
     ui.add_exception_handler(RequestValidationError, problem(422, "Invalid request"))  # type: ignore[arg-type]

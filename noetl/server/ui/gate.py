@@ -61,7 +61,12 @@ class SessionGate:
         if method not in SAFE_METHODS and not same_origin(
             request.headers.get("host"), request.headers.get("origin"), request.headers.get("referer")
         ):
-            refusal = PlainTextResponse("refused: this request did not come from a page of this server", 403)
+            # Connection: close, as the body is never read (the client must not reuse the connection).
+            refusal = PlainTextResponse(
+                "refused: this request did not come from a page of this server",
+                403,
+                headers={"Connection": "close"},
+            )
             await refusal(scope, receive, send)
             return
         nonce = self.keys.nonce(request.cookies.get(COOKIE))
@@ -75,5 +80,7 @@ class SessionGate:
             target = path + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
             response = RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
         else:
-            response = PlainTextResponse("log in first: the UI needs the API token (NOETL_API_TOKEN)", 401)
+            response = PlainTextResponse(
+                "log in first: the UI needs the API token (NOETL_API_TOKEN)", 401, headers={"Connection": "close"}
+            )
         await response(scope, receive, send)
