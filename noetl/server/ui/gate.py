@@ -80,7 +80,6 @@ class SessionGate:
             target = path + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
             response = RedirectResponse(f"{LOGIN}?next={quote(target, safe='')}", status_code=303)
         else:
-            response = PlainTextResponse(
-                "log in first: the UI needs the API token (NOETL_API_TOKEN)", 401, headers={"Connection": "close"}
-            )
+            detail = "log in first: the UI needs the API token (NOETL_API_TOKEN)"
+            response = PlainTextResponse(detail, 401, headers={"Connection": "close"})
         await response(scope, receive, send)
