@@ -161,12 +161,13 @@ def test_workers_load_lists_the_online_workers_with_their_leased_commands(pg_env
             )
         execution_id = await add_execution(conn, "RUNNING", timedelta(minutes=1))
         # worker_00 holds 3 leases; its finished commands and others' pending ones do not count.
-        for worker_id, status, count in [
+        leases: list[tuple[str | None, str, int]] = [
             ("h:worker_00:1", "claimed", 3),
             ("h:worker_00:1", "completed", 5),
             ("h:worker_01:2", "failed", 1),
             (None, "pending", 2),
-        ]:
+        ]
+        for holder, state, count in leases:
             for _ in range(count):
                 await conn.execute(
                     """
@@ -175,8 +176,8 @@ def test_workers_load_lists_the_online_workers_with_their_leased_commands(pg_env
                     VALUES (gen_random_uuid(), $1, '{"kind": "shell"}', 10, 1, $2, $3)
                     """,
                     execution_id,
-                    status,
-                    worker_id,
+                    state,
+                    holder,
                 )
         return await overview.workers_load(conn)
 

@@ -24,7 +24,7 @@ async def status_counts(conn: asyncpg.Connection, since: datetime) -> dict[str, 
         """,
         since,
     )
-    counts = dict.fromkeys(EXECUTION_STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(EXECUTION_STATUSES, 0)
     counts.update({r["status"]: int(r["n"]) for r in rows})
     return counts
 
