@@ -80,9 +80,10 @@ def test_each_page_opens_with_what_it_shows(page: Any, stack: Playbooks) -> None
     shot(page, "playbook")
     page.click("#versions a")
     assert "0.1" in page.text_content("#yaml")
-    # Executions: the run above, newest first.
+    # Executions: the two runs above, newest first.
     page.goto("/ui/executions")
-    assert page.locator("#executions tbody tr").first.get_attribute("data-id") == done["execution_id"]
+    shown = [r.get_attribute("data-id") for r in page.locator("#executions tbody tr").all()]
+    assert shown[:2] == [failed["execution_id"], done["execution_id"]]
     shot(page, "executions")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -15,7 +15,9 @@ from noetl.protocol.words import EVENT_TYPES, EXECUTION_FINISHED, EXECUTION_STAT
 from noetl.server import paging
 from noetl.server.metrics import WORKER_STALE_SECONDS
 from noetl.server.problems import NotFound
+from noetl.server.programs import read_programs
 from noetl.server.queries import catalog, executions, workers
+from noetl.server.queries import overview as figures
 from noetl.server.services import ServicesDep
 from noetl.server.ui import reads
 from noetl.server.ui.graph import layout
@@ -26,6 +28,7 @@ from noetl.server.ui.session import Keys
 router = APIRouter()
 
 PAGE_SIZE = 50
+FAILURES_SHOWN = 10
 EVENTS_SHOWN = 500
 
 
@@ -39,20 +42,24 @@ KeysDep = Annotated[Keys, Depends(_keys)]
 
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, services: ServicesDep, keys: KeysDep) -> Response:
-    async with services.db.connection("read") as conn:
-        found = await reads.overview(conn)
-        online = await workers.list_workers(conn, 500)
+    """Executions by status over the last hour and day, the latest failures, the workers online,
+    and the programs `noetl run` supervises (when it does)."""
     now = datetime.now(UTC)
-    live = [w for w in online if _worker_state(w, now) == "online"]
+    async with services.db.connection("read") as conn:
+        hour = await figures.status_counts(conn, now - timedelta(hours=1))
+        day = await figures.status_counts(conn, now - timedelta(days=1))
+        failures = await figures.recent_failures(conn, FAILURES_SHOWN)
+        online = await figures.workers_load(conn)
     return page(
         request,
         keys,
         "overview.html",
         statuses=EXECUTION_STATUSES,
-        by_status=found["by_status"],
-        failures=found["failures"],
-        workers=live,
-        programs=None,
+        hour=hour,
+        day=day,
+        failures=failures,
+        workers=online,
+        programs=await read_programs(services.settings),
     )
 
 
@@ -131,7 +138,8 @@ async def executions_page(
     path = path.strip() or None if path else None
     after = paging.time_and_id(cursor) if cursor else None
     async with services.db.connection("read") as conn:
-        items = await reads.list_executions(conn, status, path, PAGE_SIZE, after)
+        # The API's own list (its count, up to the cap, is not shown: the first page refreshes itself).
+        items, _, _ = await executions.list_executions(conn, status, PAGE_SIZE, 0, after, None, path)
     last = items[-1] if len(items) == PAGE_SIZE else None
     following = paging.encode(last["created_at"].isoformat(), str(last["execution_id"])) if last else None
     context: dict[str, Any] = {

@@ -73,12 +73,29 @@ def preview(value: Any) -> str:
     return text if len(text) <= PREVIEW else text[: PREVIEW - 1] + "…"
 
 
+def seconds(value: float | None) -> str:
+    return "-" if value is None else seconds_text(value)
+
+
+def mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f} MiB"
+
+
 def short(value: Any) -> str:
     text = str(value)
     return text[:8]
 
 
-_env.filters.update(ago=ago, duration=duration, when=when, pretty=pretty, short=short, preview=preview)
+_env.filters.update(
+    ago=ago,
+    duration=duration,
+    when=when,
+    pretty=pretty,
+    short=short,
+    preview=preview,
+    seconds=seconds,
+    mib=mib,
+)
 
 
 def render(template: str, **context: Any) -> str:
