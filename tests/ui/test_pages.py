@@ -56,7 +56,6 @@ def test_each_page_opens_with_what_it_shows(page: Any, stack: Playbooks) -> None
     assert int(page.locator(".card.s-failed .big").text_content()) >= 1
     assert "explode" in page.locator("#failures tbody tr").first.text_content()
     assert page.locator("#workers-online tbody tr").count() == 2
-    shot(page, "overview")
     # Catalog: the playbook with its latest version.
     page.goto("/ui/catalog")
     row = page.locator("#catalog tr", has_text="ui/steps")
