@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from tests.playbooks.conftest import Playbooks
 from tests.ui import playbooks
 from tests.ui.conftest import log_in, shot
@@ -133,3 +135,32 @@ def test_markup_in_outputs_shows_as_text_and_never_runs(page: Any, stack: Playbo
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#events script, #detail script, #events img, #detail img").count() == 0
     assert path == "ui/injects"
+
+
+def test_an_event_that_commits_late_still_reaches_the_table_in_order(page: Any, stack: Playbooks) -> None:
+    execution_id = stack.execute(stack.register(playbooks.SLEEPS)["path"])
+    log_in(page)
+    page.goto(f"/ui/executions/{execution_id}")
+    page.wait_for_selector('g.node[data-step="start"][data-status="running"]')
+    env = stack.env
+    dsn = (
+        " ".join(
+            f"{key}={env[name]}"
+            for key, name in (("host", "POSTGRES_HOST"), ("port", "POSTGRES_PORT"), ("user", "POSTGRES_USER"))
+        )
+        + f" dbname={env['POSTGRES_DB']}"
+    )
+    insert = (
+        "INSERT INTO noetl.events (execution_id, type, node_name, status, payload) "
+        "VALUES (%s, 'step.enter', 'start', %s, '{}') RETURNING event_id"
+    )
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as fast:
+        (late,) = slow.execute(insert, (execution_id, "LATE")).fetchone()  # its transaction stays open
+        (early,) = fast.execute(insert, (execution_id, "EARLY")).fetchone()
+        assert late < early
+        page.wait_for_selector("#events td:text-is('EARLY')")
+        slow.commit()
+    page.wait_for_selector("#events td:text-is('LATE')")
+    ids = [int(t) for t in page.locator("#events tbody tr td:first-child").all_text_contents()]
+    assert ids == sorted(ids) and ids.count(late) == 1 and ids.count(early) == 1
+    stack.api("POST", f"/api/executions/{execution_id}/cancel", {})
