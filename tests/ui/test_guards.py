@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.auth import CLIENT_TOKEN, bearer
+from tests.auth import CLIENT_TOKEN, WORKER_TOKEN, bearer
 from tests.playbooks.conftest import Playbooks
 from tests.ui import playbooks
 
@@ -51,6 +51,11 @@ def test_pages_need_the_session_and_take_no_bearer_token(client: httpx.Client, s
     client.cookies.set("noetl_session", "abc.def")
     forged = client.get("/ui/catalog")
     assert forged.status_code == 303
+    # The workers' token is no login.
+    worker = client.post(
+        "/ui/login", data={"token": WORKER_TOKEN, "next": "/"}, headers={"Origin": stack.url}
+    )
+    assert worker.status_code == 401 and "set-cookie" not in worker.headers
     # Open without a session: the login form and the assets only.
     assert client.get("/ui/login").status_code == 200
     assert client.get("/ui/static/ui.js").status_code == 200
