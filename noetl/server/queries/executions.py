@@ -147,36 +147,41 @@ async def list_executions(
     playbook ``path``, the children of ``parent_execution_id``; each ignored when None), counted
     up to ``paging.TOTAL_CAP``, and whether there are more than that.
     """
-    # Only the given filters are written into the statement: each combination is its own prepared
-    # statement whose plan ranges over the index of its columns (migration 5). A `$1 IS NULL OR
-    # status = $1` form would let PostgreSQL settle on one generic plan that walks every row.
-    filters = {"status": status, "path": path, "parent_execution_id": parent_execution_id}
+    # Only the given filters are written into the statement: one statement per combination,
+    # each ranging over the index that starts with its columns (migration 5).
+    filters = {"path": path, "status": status, "parent_execution_id": parent_execution_id}
     given = [(column, value) for column, value in filters.items() if value is not None]
     where = " AND ".join(f"{column} = ${i}" for i, (column, _) in enumerate(given, start=1)) or "true"
     args: list[Any] = [value for _, value in given]
     n = len(args)
     key = ""
     if after is not None:
-        # Written so the (…, created_at DESC) indexes range over it.
+        # Written so the (…, created_at DESC, execution_id) indexes range over it.
         key = f"AND created_at <= ${n + 3} AND (created_at < ${n + 3} OR execution_id > ${n + 4})"
         args_page = [*args, limit, offset, *after]
     else:
         args_page = [*args, limit, offset]
-    rows = await conn.fetch(
-        f"""
-        SELECT {SUMMARY_COLUMNS} FROM noetl.executions
-        WHERE {where} {key}
-        ORDER BY created_at DESC, execution_id
-        LIMIT ${n + 1} OFFSET ${n + 2}
-        """,
-        *args_page,
-    )
-    # Bounded: the count stops at the cap instead of walking the whole table on every call.
-    counted = await conn.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM noetl.executions WHERE {where} LIMIT ${n + 1}) AS capped",
-        *args,
-        paging.TOTAL_CAP + 1,
-    )
+    async with conn.transaction(readonly=True):
+        # Planned for the values given, every time. After a few calls PostgreSQL may keep one
+        # generic plan for a prepared statement, made without the values: it walks all executions
+        # newest first until enough match, which is 100,000 rows for a path no execution has or a
+        # status none is in. With the values the planner knows how rare they are.
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows = await conn.fetch(
+            f"""
+            SELECT {SUMMARY_COLUMNS} FROM noetl.executions
+            WHERE {where} {key}
+            ORDER BY created_at DESC, execution_id
+            LIMIT ${n + 1} OFFSET ${n + 2}
+            """,
+            *args_page,
+        )
+        # Bounded: the count stops at the cap instead of walking the whole table on every call.
+        counted = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM noetl.executions WHERE {where} LIMIT ${n + 1}) AS capped",
+            *args,
+            paging.TOTAL_CAP + 1,
+        )
     return [dict(r) for r in rows], min(int(counted), paging.TOTAL_CAP), int(counted) > paging.TOTAL_CAP
 
 
