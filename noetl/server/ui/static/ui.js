@@ -123,6 +123,13 @@
     source.addEventListener("update", function (ev) { update(JSON.parse(ev.data)); });
     source.addEventListener("end", function (ev) {
       source.close();
+      // A step that never ran by the end was not taken (another branch, or the run stopped).
+      nodes.forEach(function (node) {
+        if (node.getAttribute("data-status") === "pending") {
+          node.setAttribute("data-status", "skipped");
+          node.querySelector(".state").textContent = "skipped";
+        }
+      });
       setBadge(document.getElementById("exec-status"), JSON.parse(ev.data).status);
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.hidden = true;
