@@ -4,10 +4,12 @@ One run starts PostgreSQL and NATS (tests/services.py) and `python -m noetl.serv
 logs a real Chromium (Playwright, /usr/bin/chromium) in with the client token, then measures each
 page ``--repeat`` times (a fresh tab each time, the session cookie kept) and takes the median of:
 - first-contentful-paint (``performance.getEntriesByType('paint')``): the time to first paint;
-- the navigation's responseEnd (the server's HTML fully received) and its load event.
-Two rounds on the same server, seeded by bench/seed_ui.py:
+- the navigation's responseEnd (the server's HTML fully received) and its load event;
+against the floor: the login form (no database read, the same stylesheet and script).
+Two servers, each on its own database of the same PostgreSQL, seeded by bench/seed_ui.py, and
+measured in turns (page by page, one load each), so that a busy machine slows both alike:
 - small (the baseline): 100 executions, and one playbook run of ``--small-steps`` steps;
-- large: 100,000 executions more, and one playbook run of ``--steps`` (500) steps.
+- large: 100 + 100,000 executions, and one playbook run of ``--steps`` (500) steps.
 Pages: the executions list (newest first), the list filtered by a path, and the one execution
 (the step graph, the step table and the first events). Results are printed and written to
 bench/results/ui.json.
@@ -24,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, browser_missing  # noqa: 
 
 RESULTS = ROOT / "bench" / "results"
 SMALL = 100
+# The floor: the login form, a page that reads no database (the browser's and the server's share).
+LOGIN = "/ui/login"
 
 # First paint, and when the page's HTML and everything it loads have arrived (ms from navigation).
 TIMINGS = """() => new Promise((resolve) => {
@@ -60,20 +63,20 @@ TIMINGS = """() => new Promise((resolve) => {
 })"""
 
 
-def measure(context: Any, url: str, repeat: int) -> dict[str, float]:
-    """Open ``url`` in a fresh tab ``repeat`` times (one warm-up first); medians in ms."""
-    samples: list[dict[str, float]] = []
-    for i in range(repeat + 1):
-        tab = context.new_page()
-        try:
-            answer = tab.goto(url, wait_until="load")
-            assert answer is not None and answer.status == 200, f"{url}: {answer and answer.status}"
-            assert "/ui/login" not in tab.url, f"{url}: sent to the login form"
-            timing = tab.evaluate(TIMINGS)
-        finally:
-            tab.close()
-        if i > 0:  # the first opens the connection and warms the server's caches
-            samples.append(timing)
+def load(context: Any, url: str) -> dict[str, float]:
+    """Open ``url`` in a fresh tab; its timings in ms from the navigation's start."""
+    tab = context.new_page()
+    try:
+        answer = tab.goto(url, wait_until="load")
+        assert answer is not None and answer.status == 200, f"{url}: {answer and answer.status}"
+        assert "/ui/login" not in tab.url or url == LOGIN, f"{url}: sent to the login form"
+        timing: dict[str, float] = tab.evaluate(TIMINGS)
+        return timing
+    finally:
+        tab.close()
+
+
+def medians(samples: list[dict[str, float]]) -> dict[str, float]:
     return {
         "fcp_ms": round(statistics.median(s["fcp"] for s in samples), 1),
         "fcp_max_ms": round(max(s["fcp"] for s in samples), 1),
@@ -83,15 +86,27 @@ def measure(context: Any, url: str, repeat: int) -> dict[str, float]:
     }
 
 
-async def seed_round(env: dict[str, str], url: str, executions: int, steps: int) -> str:
-    """Seed ``executions`` and run a playbook of ``steps`` steps through the server; its id."""
+def measure(loads: list[tuple[Any, str]], repeat: int) -> list[dict[str, float]]:
+    """Each (context, url) ``repeat`` times, taking turns (one warm-up round first), so that the
+    machine's changing load falls on all of them alike; medians per url."""
+    samples: list[list[dict[str, float]]] = [[] for _ in loads]
+    for i in range(repeat + 1):
+        for j, (context, url) in enumerate(loads):
+            timing = load(context, url)
+            if i > 0:  # the first opens the connection and warms the server's caches
+                samples[j].append(timing)
+    return [medians(s) for s in samples]
+
+
+async def seed_round(env: dict[str, str], url: str, batches: list[int], steps: int) -> str:
+    """Seed executions in ``batches`` and run a playbook of ``steps`` steps through the server; its id."""
     conn = await asyncpg.connect(dsn(env))
     try:
-        start = time.perf_counter()
-        counts = await seed_executions(conn, executions)
-        print(
-            f"  seeded {sum(counts.values())} executions in {time.perf_counter() - start:.1f} s", flush=True
-        )
+        for executions in batches:
+            start = time.perf_counter()
+            counts = await seed_executions(conn, executions)
+            took = time.perf_counter() - start
+            print(f"  seeded {sum(counts.values())} executions in {took:.1f} s", flush=True)
         async with (
             httpx.AsyncClient(base_url=url, headers=bearer(CLIENT_TOKEN), timeout=30) as api,
             httpx.AsyncClient(base_url=url, headers=bearer(WORKER_TOKEN), timeout=30) as workers,
@@ -107,6 +122,9 @@ async def seed_round(env: dict[str, str], url: str, executions: int, steps: int)
 
 
 def run(repeat: int, executions: int, steps: int, small_steps: int) -> dict[str, Any]:
+    """Two servers on two databases of the same PostgreSQL, measured in turns: the small one
+    (``SMALL`` executions, a run of ``small_steps``) and the large one (as many and ``executions``
+    more, a run of ``steps``)."""
     from playwright.sync_api import sync_playwright
 
     with (
@@ -114,41 +132,67 @@ def run(repeat: int, executions: int, steps: int, small_steps: int) -> dict[str,
         postgres_server(Path(tmp_dir) / "pg") as pg,
         nats_server(Path(tmp_dir) / "nats") as nats,
     ):
-        pg.create_database("noetl_bench_ui")
-        env = clean_env(**pg.env("noetl_bench_ui"), NATS_URL=nats.url, NOETL_ENABLE_UI="true")
-        server = Server(env=env, log=Path(tmp_dir) / "server.log")
-        server.start()
-        rounds: dict[str, Any] = {}
+        servers: dict[str, Server] = {}
+        runs: dict[str, str] = {}
         try:
+            for name, seeds, run_steps in (
+                ("small", [SMALL], small_steps),
+                ("large", [SMALL, executions], steps),
+            ):
+                pg.create_database(f"noetl_bench_ui_{name}")
+                env = clean_env(**pg.env(f"noetl_bench_ui_{name}"), NATS_URL=nats.url, NOETL_ENABLE_UI="true")
+                servers[name] = Server(env=env, log=Path(tmp_dir) / f"server-{name}.log")
+                servers[name].start()
+                print(
+                    f"{name}: {' + '.join(map(str, seeds))} executions, a run of {run_steps} steps",
+                    flush=True,
+                )
+                runs[name] = asyncio.run(seed_round(env, servers[name].url, seeds, run_steps))
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-                context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 860})
-                context.set_default_timeout(60_000)
-                login = context.new_page()
-                login.goto("/ui/login")
-                login.fill("input[name=token]", CLIENT_TOKEN)
-                login.click("button[type=submit]")
-                login.wait_for_url(lambda u: "/ui/login" not in u)
-                login.close()
-                for name, count, run_steps in (("small", SMALL, small_steps), ("large", executions, steps)):
-                    print(f"{name}: {count} executions more, a run of {run_steps} steps", flush=True)
-                    # Playwright's sync API keeps an event loop in this thread: seed from another.
-                    with ThreadPoolExecutor(1) as pool:
-                        execution_id = pool.submit(
-                            asyncio.run, seed_round(env, server.url, count, run_steps)
-                        ).result()
-                    pages = {
-                        "executions list": "/ui/executions",
-                        "executions list, one path": "/ui/executions?path=bench/p03",
-                        f"one execution of {run_steps} steps": f"/ui/executions/{execution_id}",
-                    }
-                    rounds[name] = {page: measure(context, url, repeat) for page, url in pages.items()}
-                    for page, figures in rounds[name].items():
-                        print(f"  {page}: {figures}", flush=True)
+                contexts = {name: _logged_in(browser, server.url) for name, server in servers.items()}
+                # The floor: what a browser without the cookie gets (a fresh context, no login).
+                bare = browser.new_context(base_url=servers["small"].url, viewport=VIEWPORT)
+                (floor,) = measure([(bare, LOGIN)], repeat)
+                print(f"floor, the login form: {floor}", flush=True)
+                pages = {
+                    "executions list": "/ui/executions",
+                    "executions list, one path": "/ui/executions?path=bench/p03",
+                    "one execution": "/ui/executions/{}",
+                }
+                loads = [
+                    (contexts[name], url.format(runs[name])) for url in pages.values() for name in servers
+                ]
+                figures = iter(measure(loads, repeat))
+                rounds: dict[str, dict[str, Any]] = {"small": {}, "large": {}}
+                for page in pages:
+                    for name in servers:
+                        shown = f"{page} of {steps if name == 'large' else small_steps} steps"
+                        rounds[name][shown if page == "one execution" else page] = next(figures)
+                for name, measured in rounds.items():
+                    for page, values in measured.items():
+                        print(f"{name}: {page}: {values}", flush=True)
                 browser.close()
         finally:
-            server.stop()
-    return rounds
+            for server in servers.values():
+                server.stop()
+    return {"floor": floor, **rounds}
+
+
+VIEWPORT = {"width": 1280, "height": 860}
+
+
+def _logged_in(browser: Any, url: str) -> Any:
+    """A browser context holding the session cookie of the server at ``url``."""
+    context = browser.new_context(base_url=url, viewport=VIEWPORT)
+    context.set_default_timeout(60_000)
+    tab = context.new_page()
+    tab.goto(LOGIN)
+    tab.fill("input[name=token]", CLIENT_TOKEN)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(lambda u: "/ui/login" not in u)
+    tab.close()
+    return context
 
 
 def main() -> None:
@@ -177,9 +221,10 @@ def main() -> None:
     }
     result = {
         "repeat": args.repeat,
+        "floor": rounds["floor"],
         "executions": {"small": SMALL, "large": SMALL + args.executions},
         "steps": {"small": args.small_steps, "large": args.steps},
-        "rounds": rounds,
+        "rounds": {"small": small, "large": large},
         "ratios": ratios,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
