@@ -36,22 +36,26 @@ def build_ui(services: Services) -> FastAPI:
     for module in (pages, actions, live):
         ui.include_router(module.router)
 
-    def problem(status: int, title: str) -> object:
-        async def handle(request: Request, exc: Exception) -> Response:
-            detail = str(exc)
-            if isinstance(exc, RequestValidationError):
-                detail = describe_validation(list(exc.errors()))
-            return page(request, keys, "error.html", status, title=title, detail=detail)
+    # Each failure as an error page with one line (never a 500 for a client's mistake).
+    answers: dict[type[Exception], tuple[int, str]] = {
+        actions.Forbidden: (403, "Refused"),
+        NotFound: (404, "Not found"),
+        Conflict: (409, "Not possible now"),
+        Invalid: (422, "Invalid"),
+        RequestValidationError: (422, "Invalid request"),
+        DatabaseBusy: (503, "Busy"),
+        DatabaseUnavailable: (503, "Database unavailable"),
+    }
 
-        return handle
+    async def problem(request: Request, exc: Exception) -> Response:
+        status, title = next(answer for kind, answer in answers.items() if isinstance(exc, kind))
+        detail = str(exc)
+        if isinstance(exc, RequestValidationError):
+            detail = describe_validation(list(exc.errors()))
+        return page(request, keys, "error.html", status, title=title, detail=detail)
 
-    ui.add_exception_handler(actions.Forbidden, problem(403, "Refused"))  # type: ignore[arg-type]
-    ui.add_exception_handler(NotFound, problem(404, "Not found"))  # type: ignore[arg-type]
-    ui.add_exception_handler(Invalid, problem(422, "Invalid"))  # type: ignore[arg-type]
-    ui.add_exception_handler(RequestValidationError, problem(422, "Invalid request"))  # type: ignore[arg-type]
-    ui.add_exception_handler(Conflict, problem(409, "Not possible now"))  # type: ignore[arg-type]
-    ui.add_exception_handler(DatabaseBusy, problem(503, "Busy"))  # type: ignore[arg-type]
-    ui.add_exception_handler(DatabaseUnavailable, problem(503, "Database unavailable"))  # type: ignore[arg-type]
+    for kind in answers:
+        ui.add_exception_handler(kind, problem)
     ui.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     ui.add_middleware(NoGetBody)
     ui.add_middleware(SessionGate, keys=keys)
