@@ -31,6 +31,7 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
     "server": ("bench_server.py", ["--n", "400"]),
     "playbooks": ("bench_playbooks.py", ["--rounds", "7", "--steps", "10"]),
+    "ui": ("bench_ui.py", ["--repeat", "7"]),
 }
 
 
@@ -189,6 +190,31 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             ),
         ]
+    if "ui" in results:
+        ui = results["ui"]
+        counts = ui["executions"]
+        small, large = ui["rounds"]["small"], ui["rounds"]["large"]
+        out.append(
+            (
+                "UI first paint: the login form (floor: no database read)",
+                f"{ui['floor']['fcp_ms']:.0f} ms",
+                "",
+            )
+        )
+        # Both rounds measure the same pages in the same order: the list, a path's list, one execution.
+        for (name, base), (big_name, big) in zip(small.items(), large.items(), strict=True):
+            out += [
+                (
+                    f"UI first paint: {name}, {counts['small']} executions (baseline)",
+                    f"{base['fcp_ms']:.0f} ms",
+                    "",
+                ),
+                (
+                    f"UI first paint: {big_name}, {counts['large']} executions",
+                    f"{big['fcp_ms']:.0f} ms",
+                    f"{big['fcp_ms'] / base['fcp_ms']:.2f}x",
+                ),
+            ]
     return out
 
 

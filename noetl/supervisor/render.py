@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from noetl.errors import ConfigError
+from noetl.protocol.programs import snapshot_path
 from noetl.settings import Settings
 from noetl.supervisor.assembly import Assembly, assemble, placeholder_binaries
 from noetl.supervisor.paths import RunPaths
@@ -109,7 +110,12 @@ def render(what: Assembly, control: ControlAuth) -> str:
         str(paths.failure),
         "--format",
         settings.log_format,
+        # The server's window on the programs: it never gets the control socket (protocol/programs.py).
+        "--programs-file",
+        str(snapshot_path(settings.home)),
     ]
+    if what.run_as_root:
+        listener += ["--readable-by", settings.user]
     everything = what.programs
     programs = [
         {
