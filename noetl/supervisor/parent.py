@@ -117,7 +117,8 @@ def supervise(paths: RunPaths, env: Mapping[str, str], python: str) -> int:
     signals = SignalPipe((*STOP_SIGNALS, *FORWARDED, signal.SIGCHLD))
     try:
         proc = subprocess.Popen(
-            [python, "-m", "supervisor.supervisord", "-c", str(paths.config)],
+            # supervisord with a loop that acts on signals and child exits at once (see prompt.py).
+            [python, "-m", "noetl.supervisor.prompt", "-c", str(paths.config)],
             env=dict(env),
             preexec_fn=terminated_with_parent,
         )
