@@ -60,7 +60,10 @@ def test_supervisor_parses_it_as_intended(role: str, tmp_path: Path) -> None:
         assert groups["workers"].priority > groups["server"].priority > groups["listener"].priority
     argv = argv_of(options)
     if "server" in argv:
-        assert argv["server"] == [PYTHON, "-m", "noetl.server", "--host", "0.0.0.0", "--port", "8082"]
+        assert argv["server"] == [
+            *(PYTHON, "-m", "noetl.supervisor.entry", "noetl.server"),
+            *("--host", "0.0.0.0", "--port", "8082"),
+        ]
     for process in [p for name in expected_groups for p in groups[name].process_configs]:
         assert process.stopasgroup and process.killasgroup
         assert process.stopsignal == 15
