@@ -6,6 +6,7 @@ Everything is measured in one run against baselines measured in the same run:
 - `noetl ctl status` vs `supervisorctl -c <rendered config> status` on the same running stack;
 - `noetl run` -> ready: `/api/ready` answers 200 and every worker is registered (`GET /api/workers`),
   against an already running PostgreSQL and NATS; and -> every program RUNNING in supervisord;
+- the CPU time all the run's processes used until ready (load on the machine does not change it);
 - idle RSS of each process of the stack, read from /proc once it has been ready and idle 2 s;
 - SIGTERM to `noetl run` -> its exit, with idle workers, and with every worker slot busy
   (2 workers x 4 commands of `sleep 1` in flight: the workers drain them before exiting).
@@ -137,6 +138,22 @@ def stop_busy(stack: Stack, in_flight: int = 8, timeout: float = 120) -> float:
     return time.perf_counter() - start
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and every descendant, the ended ones included."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        # children_*: descendants that ended and were reaped (a retried start, a finished tool).
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 def idle_rss(stack: Stack) -> dict[str, float]:
     """RSS in MiB by role: launcher, supervisord, listener, server, worker (the largest worker)."""
     assert stack.proc is not None
@@ -185,6 +202,7 @@ def main() -> int:
         tmp = Path(tmp_dir)
         with postgres_server(tmp / "pg") as pg, nats_server(tmp / "nats") as nats:
             to_ready: list[float] = []
+            cpu_to_ready: list[float] = []
             to_running: list[float] = []
             to_exit: list[float] = []
             for cycle in range(args.starts):
@@ -197,6 +215,8 @@ def main() -> int:
                 stack.start()
                 until(registered, stack)
                 to_ready.append(time.perf_counter() - start)
+                assert stack.proc is not None
+                cpu_to_ready.append(tree_cpu(stack.proc.pid))
                 until(all_running, stack, interval=0.05)
                 to_running.append(time.perf_counter() - start)
                 time.sleep(2.0)  # idle: nothing submitted, heartbeats only
@@ -242,6 +262,8 @@ def main() -> int:
         rows[name] = median_ms(values)
         cpu[name] = median_ms(cpus[name])
     rows["noetl run -> ready, every worker registered"] = median_ms(to_ready)
+    # What the start costs whatever else runs on the machine: every process of the run, until ready.
+    cpu["noetl run -> ready, every worker registered"] = median_ms(cpu_to_ready)
     rows["noetl run -> all RUNNING"] = median_ms(to_running)
     rows["SIGTERM -> exit (idle)"] = median_ms(to_exit)
     rows["SIGTERM -> exit (8 commands in flight)"] = median_ms(busy_exit)
@@ -286,6 +308,7 @@ def main() -> int:
                 "busy_stops": args.busy_stops,
                 "samples_s": {
                     "to_ready": to_ready,
+                    "cpu_to_ready": cpu_to_ready,
                     "to_running": to_running,
                     "to_exit": to_exit,
                     "busy_exit": busy_exit,
