@@ -23,7 +23,8 @@ from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.programs import GROUP_PRIORITY, Program, group_names
 
 LISTENER_STOPWAITSECS = 2
-# supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
+# A margin per group stopped. supervisord's own loop acted on a stop once per 1-second pass; the
+# loop `noetl run` runs (prompt.py) acts at once, so this is slack for a loaded machine now.
 SUPERVISORD_TICK = 1.0
 
 
@@ -44,7 +45,7 @@ def max_stop_seconds(settings: Settings, programs: Sequence[Program] | None = No
 
     supervisord stops the programs of one group in parallel and the groups one after another:
     the workers (their stopwaitsecs), then the server, then the embedded services, then the event
-    listener, each plus a loop tick, plus a tick for supervisord's own exit. A container's grace
+    listener, each plus a margin, plus one for supervisord's own exit. A container's grace
     period must be longer than this. ``programs`` defaults to what `noetl run` would supervise.
     """
     if programs is None:
