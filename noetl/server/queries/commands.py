@@ -125,13 +125,15 @@ async def claim(
     worker_id: str,
     lease_seconds: float,
     request_id: str | None = None,
+    start: bool = False,
 ) -> dict[str, Any]:
     """Take the lease of a pending command as the next attempt, with a new random lease secret;
     Conflict when it is not pending.
 
     One statement (hot path: one round trip): the conditional UPDATE and the ``claimed`` event
-    commit together or not at all. The execution stays RUNNING. The same worker's claim retried
-    with the same ``request_id`` (its answer was lost) gets the same lease back.
+    (and with ``start`` the attempt's ``started`` event) commit together or not at all. The
+    execution stays RUNNING. The same worker's claim retried with the same ``request_id`` (its
+    answer was lost) gets the same lease back.
     """
     row = await conn.fetchrow(
         f"""
@@ -147,14 +149,17 @@ async def claim(
             SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
                    $2, attempt
             FROM claimed
+            UNION ALL
+            SELECT execution_id, command_id, 'started', '{{}}'::jsonb, $2, attempt FROM claimed WHERE $6
         )
-        SELECT * FROM claimed
+        SELECT *, $6 AS started FROM claimed
         """,
         command_id,
         worker_id,
         lease_seconds,
         secrets.token_urlsafe(24),
         request_id,
+        start,
     )
     if row is None and request_id is not None:
         row = await conn.fetchrow(
@@ -162,12 +167,13 @@ async def claim(
             UPDATE noetl.commands
             SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
             WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND claim_request = $4
-            RETURNING {_CLAIMED}
+            RETURNING {_CLAIMED}, $5::boolean AS started
             """,
             command_id,
             worker_id,
             lease_seconds,
             request_id,
+            start,
         )
     if row is not None:
         return dict(row)
