@@ -276,6 +276,8 @@ def bench_noetl(
         rss.peak.clear()
         with rss.running():
             single = asyncio.run(noetl_single(stack.url, dsn, args.single))
+            if args.statements:
+                pg.sql("SELECT pg_stat_statements_reset()")
             sized = sized_bursts(
                 lambda n: asyncio.run(noetl_burst(stack.url, dsn, n, meter)),
                 meter,
@@ -283,10 +285,66 @@ def bench_noetl(
                 args.rounds,
                 single,
             )
+            statements = (
+                asyncio.run(statements_per_command(pg, database, sum(args.commands) * args.rounds))
+                if args.statements
+                else None
+            )
+            growth = soak(stack.url, dsn, args.soak, rss) if args.soak else None
         assert stack.stop() == 0, stack.output()[-2000:]
     finally:
         stack.stop()
-    return {"sizes": sized, "rss_idle": idle, "rss_load": rss.peak}
+    return {
+        "sizes": sized,
+        "rss_idle": idle,
+        "rss_load": rss.peak,
+        "soak": growth,
+        "statements": statements,
+    }
+
+
+async def statements_per_command(pg: Postgres, database: str, commands: int) -> dict[str, Any]:
+    """PostgreSQL statements per command over the bursts (pg_stat_statements), the busiest first."""
+    conn = await asyncpg.connect(pg.dsn())
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+            ORDER BY calls DESC
+            """,
+            database,
+        )
+    finally:
+        await conn.close()
+    return {
+        "per_command": round(sum(r["calls"] for r in rows) / commands, 2),
+        "top": [(round(r["calls"] / commands, 2), r["query"]) for r in rows[:15]],
+    }
+
+
+SOAK_BURST = 2000
+
+
+def soak(url: str, dsn: str, total: int, rss: RssPeaks) -> dict[str, Any]:
+    """``total`` commands in bursts of SOAK_BURST; each process's RSS after every burst (MB)."""
+    samples: list[dict[str, float]] = []
+    meter = CpuMeter({})
+    started = time.monotonic()
+    for _ in range(max(1, total // SOAK_BURST)):
+        asyncio.run(noetl_burst(url, dsn, SOAK_BURST, meter))
+        samples.append({k: round(v, 1) for k, v in rss.sample().items()})
+    # Growth: the last sample against the one after the first tenth (allocators and caches warm).
+    warm = samples[max(0, len(samples) // 10 - 1)]
+    return {
+        "commands": SOAK_BURST * len(samples),
+        "seconds": round(time.monotonic() - started, 1),
+        "after_warm_up": warm,
+        "last": samples[-1],
+        "growth_mb": {k: round(samples[-1][k] - warm[k], 1) for k in warm},
+        "samples": samples,
+    }
 
 
 # --- procrastinate -----------------------------------------------------------------------------
@@ -450,6 +508,14 @@ def report(results: dict[str, Any]) -> None:
     for name, mem in results["memory_mb"].items():
         parts = ", ".join(f"{k} {mem['idle'][k]:.0f}/{mem['load'].get(k, 0):.0f}" for k in mem["idle"])
         print(f"  {name:<20} {parts}")
+    for name, counted in results["statements"].items():
+        print(f"PostgreSQL statements per command, {name}: {counted['per_command']}")
+        for calls, query in counted["top"]:
+            print(f"  {calls:6.2f}  {query}")
+    for name, run in results["soak"].items():
+        print(f"soak {name}: {run['commands']} commands in {run['seconds']} s; RSS MB after warm-up -> last:")
+        for k, v in run["after_warm_up"].items():
+            print(f"  {k:<12} {v:6.1f} -> {run['last'][k]:6.1f} ({run['growth_mb'][k]:+.1f})")
 
 
 def durable(pg: Postgres) -> None:
@@ -475,16 +541,31 @@ def main() -> int:
         "--durable", action="store_true", help="PostgreSQL with fsync=on and synchronous_commit=on"
     )
     parser.add_argument("--no-peer", action="store_true", help="noetl only (profiling)")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="count PostgreSQL statements per command (pg_stat_statements)",
+    )
+    parser.add_argument(
+        "--soak", type=int, default=0, help=f"then N more commands in bursts of {SOAK_BURST}: RSS growth"
+    )
     args = parser.parse_args()
     rows: dict[str, dict[str, float]] = {}
     cpu: dict[str, dict[str, float]] = {}
     memory: dict[str, dict[str, dict[str, float]]] = {}
     ratios: dict[str, float] = {}
+    soaks: dict[str, Any] = {}
+    statements: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="noetl-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         with postgres_server(tmp / "pg") as pg, nats_server(tmp / "nats") as nats:
             if args.durable:
                 durable(pg)
+            if args.statements:
+                pg.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+                pg.stop()
+                pg.start()
+                pg.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             assert pg.proc is not None and nats.proc is not None
             services = (pg.proc.pid, nats.proc.pid)
             for workers in args.workers:
@@ -515,6 +596,10 @@ def main() -> int:
                     "idle": memory_row(ours["rss_idle"]),
                     "load": memory_row(ours["rss_load"]),
                 }
+                if ours["soak"] is not None:
+                    soaks[f"noetl w{workers}"] = ours["soak"]
+                if ours["statements"] is not None:
+                    statements[f"noetl w{workers}"] = ours["statements"]
                 if peer is not None:
                     memory[f"procrastinate w{workers}"] = {
                         "idle": memory_row(peer["rss_idle"]),
@@ -530,6 +615,8 @@ def main() -> int:
         "cpu_ms": cpu,
         "ratios": ratios,
         "memory_mb": memory,
+        "soak": soaks,
+        "statements": statements,
     }
     report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
