@@ -42,6 +42,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import CpuMeter, per_command_ms  # noqa: E402
 from bench.peer_queue import make_app  # noqa: E402
 from tests.auth import RouteAuth  # noqa: E402
 from tests.services import Postgres, nats_server, postgres_server  # noqa: E402
@@ -79,6 +80,25 @@ def medians(bursts: list[dict[str, float]], single: list[float]) -> dict[str, fl
     row = {key: round(statistics.median(b[key] for b in bursts), 1) for key in bursts[0]}
     row["single_p50"] = round(statistics.median(single) * 1000, 1)
     return row
+
+
+def sized_bursts(
+    burst: Callable[[int], dict[str, float]],
+    meter: CpuMeter,
+    sizes: list[int],
+    rounds: int,
+    single: list[float],
+) -> dict[int, dict[str, Any]]:
+    """Per burst size: the medians of ``rounds`` bursts and the CPU per command over all of them."""
+    out: dict[int, dict[str, Any]] = {}
+    for n in sizes:
+        figures, used = [], dict.fromkeys(meter.groups, 0.0)
+        for _ in range(rounds):
+            figures.append(burst(n))
+            for name, seconds in meter.used.items():
+                used[name] += seconds
+        out[n] = {"figures": medians(figures, single), "cpu_ms": per_command_ms(used, n * rounds)}
+    return out
 
 
 class RssPeaks:
@@ -148,7 +168,7 @@ NOETL_TIMES = """
 """
 
 
-async def noetl_burst(url: str, dsn: str, n: int) -> dict[str, float]:
+async def noetl_burst(url: str, dsn: str, n: int, meter: CpuMeter) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=url, timeout=60, auth=RouteAuth()) as client:
 
         async def submit() -> str:
@@ -158,8 +178,10 @@ async def noetl_burst(url: str, dsn: str, n: int) -> dict[str, float]:
 
         conn = await asyncpg.connect(dsn)
         try:
+            meter.start()
             ids = await submit_all(n, submit)
             await wait_for(NOETL_DONE, [ids], conn, n)
+            meter.stop()
             rows = await conn.fetch(NOETL_TIMES, ids)
         finally:
             await conn.close()
@@ -214,8 +236,9 @@ def noetl_processes(stack: Stack) -> dict[str, psutil.Process]:
 
 
 def bench_noetl(
-    pg: Postgres, nats_url: str, tmp: Path, workers: int, args: argparse.Namespace
+    pg: Postgres, nats_url: str, tmp: Path, workers: int, args: argparse.Namespace, services: tuple[int, int]
 ) -> dict[str, Any]:
+    """``services``: the PIDs of the PostgreSQL postmaster and of NATS (their CPU counts too)."""
     database = f"noetl_w{workers}"
     pg.create_database(database)
     stack = Stack(
@@ -235,17 +258,93 @@ def bench_noetl(
     try:
         stack.start()
         noetl_ready(stack, workers)
-        rss = RssPeaks(noetl_processes(stack))
+        procs = noetl_processes(stack)
+        rss = RssPeaks(procs)
+        workers_pids = [p.pid for name, p in procs.items() if name.startswith("worker_")]
+        meter = CpuMeter.of(
+            {
+                "server": ([procs["server"].pid], "all"),
+                "workers": (workers_pids, "own"),
+                "tools": (workers_pids, "children"),
+                "supervisord": ([procs["supervisord"].pid], "own"),
+                "postgres": ([services[0]], "all"),
+                "nats": ([services[1]], "all"),
+            }
+        )
         time.sleep(1)  # let start-up work (schema, registration) settle before the idle sample
         idle = rss.sample()
         rss.peak.clear()
         with rss.running():
             single = asyncio.run(noetl_single(stack.url, dsn, args.single))
-            bursts = [asyncio.run(noetl_burst(stack.url, dsn, args.commands)) for _ in range(args.rounds)]
+            if args.statements:
+                pg.sql("SELECT pg_stat_statements_reset()")
+            sized = sized_bursts(
+                lambda n: asyncio.run(noetl_burst(stack.url, dsn, n, meter)),
+                meter,
+                args.commands,
+                args.rounds,
+                single,
+            )
+            statements = (
+                asyncio.run(statements_per_command(pg, database, sum(args.commands) * args.rounds))
+                if args.statements
+                else None
+            )
+            growth = soak(stack.url, dsn, args.soak, rss) if args.soak else None
         assert stack.stop() == 0, stack.output()[-2000:]
     finally:
         stack.stop()
-    return {"figures": medians(bursts, single), "rss_idle": idle, "rss_load": rss.peak}
+    return {
+        "sizes": sized,
+        "rss_idle": idle,
+        "rss_load": rss.peak,
+        "soak": growth,
+        "statements": statements,
+    }
+
+
+async def statements_per_command(pg: Postgres, database: str, commands: int) -> dict[str, Any]:
+    """PostgreSQL statements per command over the bursts (pg_stat_statements), the busiest first."""
+    conn = await asyncpg.connect(pg.dsn())
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+            FROM pg_stat_statements
+            WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+            ORDER BY calls DESC
+            """,
+            database,
+        )
+    finally:
+        await conn.close()
+    return {
+        "per_command": round(sum(r["calls"] for r in rows) / commands, 2),
+        "top": [(round(r["calls"] / commands, 2), r["query"]) for r in rows[:15]],
+    }
+
+
+SOAK_BURST = 2000
+
+
+def soak(url: str, dsn: str, total: int, rss: RssPeaks) -> dict[str, Any]:
+    """``total`` commands in bursts of SOAK_BURST; each process's RSS after every burst (MB)."""
+    samples: list[dict[str, float]] = []
+    meter = CpuMeter({})
+    started = time.monotonic()
+    for _ in range(max(1, total // SOAK_BURST)):
+        asyncio.run(noetl_burst(url, dsn, SOAK_BURST, meter))
+        samples.append({k: round(v, 1) for k, v in rss.sample().items()})
+    # Growth: the last sample against the one after the first tenth (allocators and caches warm).
+    warm = samples[max(0, len(samples) // 10 - 1)]
+    return {
+        "commands": SOAK_BURST * len(samples),
+        "seconds": round(time.monotonic() - started, 1),
+        "after_warm_up": warm,
+        "last": samples[-1],
+        "growth_mb": {k: round(samples[-1][k] - warm[k], 1) for k in warm},
+        "samples": samples,
+    }
 
 
 # --- procrastinate -----------------------------------------------------------------------------
@@ -260,13 +359,15 @@ PEER_TIMES = """
 """
 
 
-async def peer_burst(dsn: str, task: str, n: int) -> dict[str, float]:
+async def peer_burst(dsn: str, task: str, n: int, meter: CpuMeter) -> dict[str, float]:
     app = make_app(dsn)
     async with app.open_async():
         conn = await asyncpg.connect(dsn)
         try:
+            meter.start()
             ids = await submit_all(n, app.tasks[task].defer_async)
             await wait_for(PEER_DONE, [ids], conn, n)
+            meter.stop()
             rows = await conn.fetch(PEER_TIMES, ids)
         finally:
             await conn.close()
@@ -307,7 +408,9 @@ async def peer_workers_registered(dsn: str) -> int:
         await conn.close()
 
 
-def bench_peer(pg: Postgres, tmp: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+def bench_peer(
+    pg: Postgres, tmp: Path, workers: int, args: argparse.Namespace, services: tuple[int, int]
+) -> dict[str, Any]:
     database = f"peer_w{workers}"
     pg.create_database(database)
     dsn = pg.dsn(database)
@@ -338,6 +441,15 @@ def bench_peer(pg: Postgres, tmp: Path, workers: int, args: argparse.Namespace) 
                 )
             time.sleep(0.1)
         rss = RssPeaks({f"worker_{i:02d}": psutil.Process(p.pid) for i, p in enumerate(procs)})
+        pids = [p.pid for p in procs]
+        meter = CpuMeter.of(
+            {
+                "workers": (pids, "own"),
+                "tools": (pids, "children"),
+                "postgres": ([services[0]], "all"),
+                "nats": ([services[1]], "all"),
+            }
+        )
         time.sleep(1)
         idle = rss.sample()
         rss.peak.clear()
@@ -345,8 +457,13 @@ def bench_peer(pg: Postgres, tmp: Path, workers: int, args: argparse.Namespace) 
         with rss.running():
             for task in ("run_true", "noop"):
                 single = asyncio.run(peer_single(dsn, task, args.single))
-                bursts = [asyncio.run(peer_burst(dsn, task, args.commands)) for _ in range(args.rounds)]
-                figures[task] = medians(bursts, single)
+                figures[task] = sized_bursts(
+                    lambda n, task=task: asyncio.run(peer_burst(dsn, task, n, meter)),  # type: ignore[misc]
+                    meter,
+                    args.commands,
+                    args.rounds,
+                    single,
+                )
     finally:
         for proc in procs:
             proc.terminate()
@@ -374,72 +491,137 @@ def memory_row(rss: dict[str, float]) -> dict[str, float]:
 def report(results: dict[str, Any]) -> None:
     cols = ("cps", "p50", "p95", "p99", "single_p50")
     print(
-        f"{'configuration (' + str(results['commands']) + ' x true, medians)':<42}"
+        f"{'configuration (x true, medians)':<52}"
         + "".join(f"{c:>11}" for c in ("cmd/s", "p50 ms", "p95 ms", "p99 ms", "1-by-1 ms"))
     )
     for name, row in results["rows"].items():
-        print(f"{name:<42}" + "".join(f"{row[c]:>11.1f}" for c in cols))
+        print(f"{name:<52}" + "".join(f"{row[c]:>11.1f}" for c in cols))
+    print()
+    print("CPU ms per command (every process but the benchmark's client)")
+    for name, row in results["cpu_ms"].items():
+        print(f"  {name:<50} " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
     print()
     for name, ratio in results["ratios"].items():
-        print(f"{name:<62} {ratio:>8.2f}x")
+        print(f"{name:<72} {ratio:>8.2f}x")
     print()
     print(f"{'RSS MB (idle / under load)':<42}")
     for name, mem in results["memory_mb"].items():
         parts = ", ".join(f"{k} {mem['idle'][k]:.0f}/{mem['load'].get(k, 0):.0f}" for k in mem["idle"])
         print(f"  {name:<20} {parts}")
+    for name, counted in results["statements"].items():
+        print(f"PostgreSQL statements per command, {name}: {counted['per_command']}")
+        for calls, query in counted["top"]:
+            print(f"  {calls:6.2f}  {query}")
+    for name, run in results["soak"].items():
+        print(f"soak {name}: {run['commands']} commands in {run['seconds']} s; RSS MB after warm-up -> last:")
+        for k, v in run["after_warm_up"].items():
+            print(f"  {k:<12} {v:6.1f} -> {run['last'][k]:6.1f} ({run['growth_mb'][k]:+.1f})")
+
+
+def durable(pg: Postgres) -> None:
+    """fsync and synchronous_commit on, as production runs (the test PostgreSQL has fsync off)."""
+    pg.sql("ALTER SYSTEM SET fsync = on")
+    pg.sql("ALTER SYSTEM SET synchronous_commit = on")
+    pg.sql("SELECT pg_reload_conf()")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--commands", type=int, default=200, help="commands per burst (default 200)")
-    parser.add_argument("--rounds", type=int, default=3, help="bursts per configuration (default 3)")
+    parser.add_argument(
+        "--commands", type=int, nargs="+", default=[200], help="commands per burst, one or more sizes (200)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="bursts per size and configuration (default 3)")
     parser.add_argument("--single", type=int, default=20, help="commands one after another (default 20)")
     parser.add_argument(
         "--workers", type=int, nargs="+", default=list(WORKER_COUNTS), help="worker counts (default 1 2 4)"
     )
+    parser.add_argument(
+        "--durable", action="store_true", help="PostgreSQL with fsync=on and synchronous_commit=on"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="noetl only (profiling)")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="count PostgreSQL statements per command (pg_stat_statements)",
+    )
+    parser.add_argument(
+        "--soak", type=int, default=0, help=f"then N more commands in bursts of {SOAK_BURST}: RSS growth"
+    )
     args = parser.parse_args()
     rows: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     memory: dict[str, dict[str, dict[str, float]]] = {}
     ratios: dict[str, float] = {}
+    soaks: dict[str, Any] = {}
+    statements: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="noetl-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         with postgres_server(tmp / "pg") as pg, nats_server(tmp / "nats") as nats:
+            if args.durable:
+                durable(pg)
+            if args.statements:
+                pg.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+                pg.stop()
+                pg.start()
+                pg.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            assert pg.proc is not None and nats.proc is not None
+            services = (pg.proc.pid, nats.proc.pid)
             for workers in args.workers:
-                ours = bench_noetl(pg, nats.url, tmp, workers, args)
-                peer = bench_peer(pg, tmp, workers, args)
-                noetl_name = f"noetl, {workers} worker(s) x {CONCURRENCY}"
-                peer_name = f"procrastinate, {workers} x {CONCURRENCY}, run_true"
-                rows[noetl_name] = ours["figures"]
-                rows[peer_name] = peer["figures"]["run_true"]
-                rows[f"procrastinate, {workers} x {CONCURRENCY}, noop"] = peer["figures"]["noop"]
-                ratios[f"cmd/s noetl / procrastinate run_true, {workers} worker(s)"] = round(
-                    ours["figures"]["cps"] / peer["figures"]["run_true"]["cps"], 2
-                )
-                ratios[f"p50 noetl / procrastinate run_true, {workers} worker(s)"] = round(
-                    ours["figures"]["p50"] / peer["figures"]["run_true"]["p50"], 2
-                )
+                ours = bench_noetl(pg, nats.url, tmp, workers, args, services)
+                peer = None if args.no_peer else bench_peer(pg, tmp, workers, args, services)
+                for n in args.commands:
+                    noetl_name = f"noetl, {workers} worker(s) x {CONCURRENCY}, {n} burst"
+                    rows[noetl_name] = ours["sizes"][n]["figures"]
+                    cpu[noetl_name] = ours["sizes"][n]["cpu_ms"]
+                    if peer is None:
+                        continue
+                    for task in ("run_true", "noop"):
+                        name = f"procrastinate, {workers} x {CONCURRENCY}, {task}, {n} burst"
+                        rows[name] = peer["figures"][task][n]["figures"]
+                        cpu[name] = peer["figures"][task][n]["cpu_ms"]
+                    theirs = peer["figures"]["run_true"][n]["figures"]
+                    key = f"{workers} worker(s), {n} burst"
+                    ratios[f"cmd/s noetl / procrastinate run_true, {key}"] = round(
+                        rows[noetl_name]["cps"] / theirs["cps"], 2
+                    )
+                    ratios[f"p50 noetl / procrastinate run_true, {key}"] = round(
+                        rows[noetl_name]["p50"] / theirs["p50"], 2
+                    )
+                    ratios[f"1-by-1 p50 noetl / procrastinate run_true, {key}"] = round(
+                        rows[noetl_name]["single_p50"] / theirs["single_p50"], 2
+                    )
                 memory[f"noetl w{workers}"] = {
                     "idle": memory_row(ours["rss_idle"]),
                     "load": memory_row(ours["rss_load"]),
                 }
-                memory[f"procrastinate w{workers}"] = {
-                    "idle": memory_row(peer["rss_idle"]),
-                    "load": memory_row(peer["rss_load"]),
-                }
+                if ours["soak"] is not None:
+                    soaks[f"noetl w{workers}"] = ours["soak"]
+                if ours["statements"] is not None:
+                    statements[f"noetl w{workers}"] = ours["statements"]
+                if peer is not None:
+                    memory[f"procrastinate w{workers}"] = {
+                        "idle": memory_row(peer["rss_idle"]),
+                        "load": memory_row(peer["rss_load"]),
+                    }
     results = {
         "commands": args.commands,
         "rounds": args.rounds,
         "single": args.single,
         "concurrency": CONCURRENCY,
+        "durable": args.durable,
         "rows": rows,
+        "cpu_ms": cpu,
         "ratios": ratios,
         "memory_mb": memory,
+        "soak": soaks,
+        "statements": statements,
     }
     report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2))
+    name = "throughput-durable.json" if args.durable else "throughput.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2))
     return 0
 
 

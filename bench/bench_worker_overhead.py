@@ -2,7 +2,7 @@
 
 Pre-submits N no-op shell commands and times how long 2 workers (concurrency 4 each) take to
 complete them all, against a baseline measured in the same run on the same server: the same
-protocol (claim, started, the same tool, completed) driven directly from this process with the
+protocol (claim with started, the same tool, completed) driven directly from this process with the
 same 8-way parallelism and no NATS. The ratio is the worker's own overhead (fetching, acks,
 leases, process management). Prints medians over the rounds; asserts nothing. Not part of
 `make bench` (bench/run_all.py): it isolates the worker, where bench_throughput.py measures the whole.
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from noetl.tools.registry import ToolContext, run_tool
 from noetl.worker.api import ServerApi
+from tests.auth import WORKER_TOKEN
 from tests.services import nats_server, postgres_server
 from tests.worker.harness import Cluster, clean_env
 
@@ -35,7 +36,7 @@ def submit(cluster: Cluster, n: int) -> list[str]:
 
 
 async def direct(url: str, command_ids: list[str]) -> None:
-    api = ServerApi(url)
+    api = ServerApi(url, WORKER_TOKEN)
     queue: asyncio.Queue[str] = asyncio.Queue()
     for cid in command_ids:
         queue.put_nowait(cid)
@@ -45,9 +46,10 @@ async def direct(url: str, command_ids: list[str]) -> None:
             cid = queue.get_nowait()
             claim = await api.claim(cid, "bench", 30, until=None)
             assert claim is not None
-            await api.event(cid, "bench", claim.attempt, "started", {}, 0, until=None)
+            if not claim.started:  # recorded with the claim, as for the workers
+                await api.event(claim, "bench", "started", {}, 0, until=None)
             outcome = await run_tool(claim.tool, ToolContext(30, dict(os.environ)))
-            await api.event(cid, "bench", claim.attempt, "completed", outcome.payload(), 1, until=None)
+            await api.event(claim, "bench", "completed", outcome.payload(), 1, until=None)
 
     await asyncio.gather(*(lane() for _ in range(PARALLEL)))
     await api.close()

@@ -28,7 +28,10 @@ RESULTS = ROOT / "bench" / "results"
 SCRIPTS: dict[str, tuple[str, list[str]]] = {
     "launcher": ("bench_launcher.py", ["--repeat", "15", "--starts", "10", "--busy-stops", "3"]),
     "embedded": ("bench_embedded.py", ["--repeat", "3"]),
-    "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
+    "throughput": (
+        "bench_throughput.py",
+        ["--commands", "200", "2000", "--rounds", "3", "--single", "20", "--workers", "1", "2"],
+    ),
     "server": ("bench_server.py", ["--n", "400"]),
     "playbooks": ("bench_playbooks.py", ["--rounds", "7", "--steps", "10"]),
     "ui": ("bench_ui.py", ["--repeat", "7"]),
@@ -137,19 +140,17 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     if "throughput" in results:
         tp = results["throughput"]
         for name, row in tp["rows"].items():
-            workers = name.split(",")[1].strip().split()[0]
-            peer = tp["rows"].get(f"procrastinate, {workers} x {tp['concurrency']}, run_true")
-            ratio = ""
-            if name.startswith("noetl") and peer:
-                ratio = f"{row['cps'] / peer['cps']:.2f}x cmd/s, {row['p50'] / peer['p50']:.2f}x p50"
+            cpu = tp["cpu_ms"][name]["total"]
             out.append(
                 (
-                    f"{tp['commands']} x true: {name}",
+                    f"x true: {name}",
                     f"{row['cps']:.0f}/s p50 {row['p50']:.0f} p95 {row['p95']:.0f} p99 {row['p99']:.0f} "
-                    f"1-by-1 {row['single_p50']:.0f} ms",
-                    ratio,
+                    f"1-by-1 {row['single_p50']:.0f} ms; CPU {cpu:.2f} ms/command",
+                    "",
                 )
             )
+        for name, ratio in tp["ratios"].items():
+            out.append((name, "", f"{ratio:.2f}x"))
         memory = tp["memory_mb"]
         for name, mem in memory.items():
             idle, load = mem["idle"], mem["load"]

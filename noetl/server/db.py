@@ -61,6 +61,13 @@ class DatabaseBusy(DatabaseUnavailable):
     """Every pooled connection stayed in use for the acquire timeout; retry in a moment."""
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool: nothing beyond asyncpg's own rollback of
+    an unfinished transaction. The default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL)
+    is a round trip per request for state this server never leaves behind: its advisory locks
+    are transaction-scoped, and it sets, declares and listens to nothing."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("jsonb", "json"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -109,6 +116,7 @@ class Database:
             min_size=0,
             max_size=self.settings.db_pool_size,
             init=_init_connection,
+            reset=_no_reset,
             **connect_args(self.settings),
         )
         try:

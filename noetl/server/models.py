@@ -40,6 +40,9 @@ class ClaimRequest(Strict):
     # The worker's random id for this claim: the same call retried after its answer was lost gets
     # the same lease back (same attempt, same secret) instead of 409.
     request_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    # Record the attempt's `started` event with the claim: what a worker reports at once anyway,
+    # in the claim's own statement instead of a second call and transaction.
+    start: bool = False
 
 
 # The random secret of one attempt's lease, from the claim answer: a call that names the attempt
@@ -158,6 +161,7 @@ class Claimed(BaseModel):
     tool: dict[str, Any]
     timeout: float
     lease_until: datetime
+    started: bool = False  # the `started` event was recorded with the claim (``start`` asked it)
 
 
 class Lease(BaseModel):

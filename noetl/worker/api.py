@@ -45,6 +45,7 @@ class Claim:
     tool: Any
     timeout: float
     lease_until: str | None
+    started: bool = False  # the server recorded the attempt's `started` event with the claim
 
 
 class ServerApi:
@@ -74,15 +75,21 @@ class ServerApi:
     # --- commands --------------------------------------------------------------------------------
 
     async def claim(
-        self, command_id: str, worker_id: str, lease: float, *, until: float | None
+        self, command_id: str, worker_id: str, lease: float, *, until: float | None, start: bool = True
     ) -> Claim | None:
         """The claim, or ``None`` when another worker holds the command, it is finished or unknown.
 
         The call carries a random request id: when an answer is lost and the call retried, the
-        server recognises it and hands the same lease back instead of refusing it.
+        server recognises it and hands the same lease back instead of refusing it. With ``start``
+        the server records the attempt's ``started`` event with the claim (``Claim.started``).
         """
         path = f"/api/commands/{quote(command_id, safe='')}/claim"
-        body = {"worker_id": worker_id, "lease_seconds": lease, "request_id": secrets.token_hex(16)}
+        body = {
+            "worker_id": worker_id,
+            "lease_seconds": lease,
+            "request_id": secrets.token_hex(16),
+            "start": start,
+        }
         answer = await self._call("POST", path, body, until=until)
         if answer.status in NOT_FOUND_OR_CONFLICT:
             return None
@@ -101,6 +108,7 @@ class ServerApi:
             tool=claimed.get("tool"),
             timeout=float(claimed.get("timeout") or 300),
             lease_until=claimed.get("lease_until"),
+            started=claimed.get("started") is True,
         )
 
     async def heartbeat(self, claim: Claim, worker_id: str, lease: float, *, until: float | None) -> bool:

@@ -32,6 +32,9 @@ log = logging.getLogger("noetl.worker")
 ACK_WAIT = 60.0
 # Unacked notices the consumer allows in flight over all workers (64 workers x 256 slots).
 MAX_ACK_PENDING = 16384
+# Seconds a batch fetch under load waits for notices that are not there yet: at most this much
+# later than a worker whose last fetch found nothing would see them.
+PREFETCH_WAIT = 0.005
 
 
 def consumer_config(subject: str) -> ConsumerConfig:
@@ -80,6 +83,7 @@ class Notices:
         self.connected_once = False
         # Set on reconnect: NATS may have come back with an empty store, without stream or consumer.
         self.recheck = False
+        self.busy = False  # the last fetch brought notices: the next asks for a batch
 
     async def connect(self) -> None:
         """Connect, waiting as long as it takes for NATS to be up (cancel the call to give up).
@@ -126,31 +130,37 @@ class Notices:
         await retry(attempt, errors=NATS_ERRORS, backoff=RECONNECT, on_error=not_ready, sleep=self.sleep)
         self.complain.clear()
 
-    async def fetch_one(self, timeout: float) -> Msg | None:
-        """The next notice, or ``None`` when none came within ``timeout`` (idle) or NATS is away.
+    async def fetch(self, count: int, timeout: float) -> list[Msg]:
+        """Up to ``count`` notices; none when none came within ``timeout`` (idle) or NATS is away.
 
-        One at a time on purpose: nats-py's batch fetch waits out its whole timeout once it
-        lingers, which would delay a notice that arrives while the worker is idle.
+        nats-py's batch fetch waits until the batch is full or its timeout is over once no notice
+        was waiting, which would hold back a notice that arrives while the worker is idle. So an
+        idle worker waits for one notice at a time; after a fetch that brought notices (load),
+        it asks for a batch with a short wait (``PREFETCH_WAIT``): under load the batch is there
+        at once, one pull for several notices.
         """
         if self.sub is None or self.recheck:
             self.recheck = False
             await self.ready()
         assert self.sub is not None
+        busy = self.busy and count > 1
         try:
-            msgs = await self.sub.fetch(1, timeout=timeout)
+            msgs = await self.sub.fetch(count if busy else 1, timeout=PREFETCH_WAIT if busy else timeout)
         except TimeoutError:  # nats.errors.TimeoutError is one too
-            return None  # idle: nothing to do, not an error
+            self.busy = False
+            return []  # idle: nothing to do, not an error
         except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError) as exc:
             # The consumer or stream is gone (NATS restarted with an empty store): make them again.
             self.complain(f"fetch: {exc!r}; recreating the consumer")
             await self.ready()
-            return None
+            return []
         except NATS_ERRORS as exc:
             self.complain(f"fetch: {exc!r}")
             await self.sleep(min(timeout, 1.0))
-            return None
+            return []
         self.complain.clear()
-        return msgs[0] if msgs else None
+        self.busy = bool(msgs)
+        return list(msgs)
 
     async def close(self, timeout: float = 1.0) -> None:
         """Send what is buffered (acks, naks) and close the connection."""

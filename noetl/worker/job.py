@@ -1,6 +1,7 @@
 """One notice, from claim to ack.
 
-Claim the command (409: someone else has it or it is finished: ack and skip); report ``started``;
+Claim the command (409: someone else has it or it is finished: ack and skip), which records
+``started`` too (a server that did not gets a ``started`` event of its own);
 run the tool while heartbeating the lease; report ``completed`` or ``failed``; ack. When the worker
 drains past its deadline the job is released instead: the tool's processes are killed and the
 lease handed back, so another worker takes the command at once. When the lease is lost (the server
@@ -162,7 +163,11 @@ class Job:
         if self._release.is_set():
             await self._give_back(started_at)
             return
-        if not await self._started(claim):
+        if claim.started:
+            log.debug(
+                "command %s %s started (attempt %d)", claim.command_id, _kind(claim.tool), claim.attempt
+            )
+        elif not await self._started(claim):
             return
         outcome = await self._execute(claim)
         if outcome is None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from noetl.protocol.nats import NATS_ERRORS
@@ -32,7 +32,9 @@ RELEASE_NOW_WINDOW = 1.0
 class Source(Protocol):
     """Where notices come from (``consumer.Notices``; a queue in unit tests)."""
 
-    async def fetch_one(self, timeout: float) -> Delivery | None: ...
+    async def fetch(self, count: int, timeout: float) -> Sequence[Delivery]:
+        """At most ``count`` notices; none when none came within ``timeout``."""
+        ...
 
 
 class WorkerLoop:
@@ -87,15 +89,16 @@ class WorkerLoop:
                 self._slot_freed.clear()
                 await self._wait_any(self._slot_freed, self.stop.drain)
                 continue
-            msg = await self.source.fetch_one(self.fetch_timeout)
-            if msg is None:
-                continue
+            # As many as there are free slots: one round trip to NATS for a batch under load.
+            msgs = await self.source.fetch(self.concurrency - len(self.jobs), self.fetch_timeout)
             if self.stop.drain.is_set():
-                # Fetched just as the stop came: hand it straight back for another worker.
-                with contextlib.suppress(*NATS_ERRORS):
-                    await msg.nak()
+                # Fetched just as the stop came: hand them straight back for another worker.
+                for msg in msgs:
+                    with contextlib.suppress(*NATS_ERRORS):
+                        await msg.nak()
                 return
-            self._start(msg)
+            for msg in msgs:
+                self._start(msg)
 
     def _start(self, msg: Delivery) -> None:
         job = Job(msg, self.api, self.job_settings, runner=self.runner, clock=self.clock)

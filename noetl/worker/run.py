@@ -14,6 +14,8 @@ from typing import TypeVar
 from noetl.errors import EXIT_OK
 from noetl.settings import Settings
 from noetl.tokens import ensure_tokens
+from noetl.tools import keeper
+from noetl.tools.base import use_pidfd_watcher
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import Notices
 from noetl.worker.drain import drain_budget
@@ -68,6 +70,10 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
     if stop is None:
         stop = StopRequest()
         stop.install(loop)
+    use_pidfd_watcher()
+    guard = keeper.Keeper()
+    guard.start()
+    keeper.install(guard)
     identity = Identity.of_this_process(settings.process_name or "worker", settings.worker_concurrency)
     api = ServerApi(settings.server_url, ensure_tokens(settings).worker_token)
     notices = Notices(settings, name=identity.worker_id)
@@ -118,4 +124,6 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
             await registry.deregister(until=until)
         await notices.close(timeout=max(0.1, until - time.monotonic()))
         await api.close()
+        keeper.install(None)
+        guard.close()  # kills what a release could not stop in time: no tool outlives its worker
         log.info("worker %s stopped", identity.worker_id)

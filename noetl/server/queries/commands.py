@@ -125,13 +125,15 @@ async def claim(
     worker_id: str,
     lease_seconds: float,
     request_id: str | None = None,
+    start: bool = False,
 ) -> dict[str, Any]:
     """Take the lease of a pending command as the next attempt, with a new random lease secret;
     Conflict when it is not pending.
 
     One statement (hot path: one round trip): the conditional UPDATE and the ``claimed`` event
-    commit together or not at all. The execution stays RUNNING. The same worker's claim retried
-    with the same ``request_id`` (its answer was lost) gets the same lease back.
+    (and with ``start`` the attempt's ``started`` event) commit together or not at all. The
+    execution stays RUNNING. The same worker's claim retried with the same ``request_id`` (its
+    answer was lost) gets the same lease back.
     """
     row = await conn.fetchrow(
         f"""
@@ -147,14 +149,17 @@ async def claim(
             SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
                    $2, attempt
             FROM claimed
+            UNION ALL
+            SELECT execution_id, command_id, 'started', '{{}}'::jsonb, $2, attempt FROM claimed WHERE $6
         )
-        SELECT * FROM claimed
+        SELECT *, $6 AS started FROM claimed
         """,
         command_id,
         worker_id,
         lease_seconds,
         secrets.token_urlsafe(24),
         request_id,
+        start,
     )
     if row is None and request_id is not None:
         row = await conn.fetchrow(
@@ -162,12 +167,13 @@ async def claim(
             UPDATE noetl.commands
             SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
             WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND claim_request = $4
-            RETURNING {_CLAIMED}
+            RETURNING {_CLAIMED}, $5::boolean AS started
             """,
             command_id,
             worker_id,
             lease_seconds,
             request_id,
+            start,
         )
     if row is not None:
         return dict(row)
@@ -235,57 +241,79 @@ async def record_event(
     async with conn.transaction():
         if final:
             await locks.lock_execution_of(conn, command_id)
+        # A repeat is recognised before the lease check: the retry of a completion that was
+        # applied (but whose answer was lost) must not look like a stale completion. The event
+        # is looked up in the statement that locks the command. Its snapshot may predate a racing
+        # repeat's commit: a final event's cannot (it is taken after the execution's lock, which
+        # every final event of the command holds first); another event's insert catches it.
         cmd = await conn.fetchrow(
             """
-            SELECT execution_id, status, worker_id, attempt, lease_secret, claimed_at, step, iteration
+            SELECT execution_id, status, worker_id, attempt, lease_secret, claimed_at, step, iteration,
+                   (SELECT e.worker_id FROM noetl.events e
+                    WHERE e.command_id = $1 AND e.attempt = $2 AND e.type = $3 AND e.seq = $4
+                   ) AS earlier_worker
             FROM noetl.commands
-            WHERE command_id = $1 FOR UPDATE
-            """,
-            command_id,
-        )
-        if cmd is None:
-            raise NotFound(f"no command {command_id}")
-        # A repeat is recognised before the lease check: the retry of a completion that was
-        # applied (but whose answer was lost) must not look like a stale completion.
-        earlier = await conn.fetchrow(
-            """
-            SELECT worker_id FROM noetl.events
-            WHERE command_id = $1 AND attempt = $2 AND type = $3 AND seq = $4
+            WHERE command_id = $1 FOR UPDATE OF commands
             """,
             command_id,
             attempt,
             type_,
             seq,
         )
+        if cmd is None:
+            raise NotFound(f"no command {command_id}")
         same_secret = cmd["attempt"] == attempt and hmac.compare_digest(
             (cmd["lease_secret"] or "").encode(), lease.encode()
         )
-        if earlier is not None and earlier["worker_id"] == worker_id and same_secret:
+        if cmd["earlier_worker"] == worker_id and same_secret:
             return Recorded(stored=False)
         if not _holds(cmd, worker_id, attempt, lease):
             raise await _refusal(conn, command_id, worker_id, attempt)
-        await _add_event(conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq)
         if not final:
-            return Recorded(stored=True)
+            # A racing repeat (its snapshot predates the other's commit) is caught by the insert.
+            stored = await _add_event(
+                conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq
+            )
+            return Recorded(stored=stored)
         result = payload.get("result") if type_ == "completed" else None
         error = payload.get("error") if type_ == "failed" else None
+        submit = cmd["step"] is None
+        # The event, the command's end and (for a `noetl submit`) its execution's end: one statement.
         finished_at = await conn.fetchval(
             """
-            UPDATE noetl.commands
-            SET status = $2, result = $3, error = $4, finished_at = now(), updated_at = now(),
-                lease_until = NULL
-            WHERE command_id = $1
-            RETURNING finished_at
+            WITH event AS (
+                INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt, seq)
+                VALUES ($5, $1, $2, $6, $7, $8, $9)
+                ON CONFLICT (command_id, attempt, type, seq) DO NOTHING
+            ), command AS (
+                UPDATE noetl.commands
+                SET status = $2, result = $3, error = $4, finished_at = now(), updated_at = now(),
+                    lease_until = NULL
+                WHERE command_id = $1
+                RETURNING finished_at, result, error
+            ), execution AS (
+                UPDATE noetl.executions
+                SET status = $11, result = command.result, error = command.error, finished_at = now(),
+                    updated_at = now()
+                FROM command
+                WHERE $10 AND executions.execution_id = $5 AND executions.status = 'RUNNING'
+            )
+            SELECT finished_at FROM command
             """,
             command_id,
             type_,
             result,
             error,
+            cmd["execution_id"],
+            payload,
+            worker_id,
+            attempt,
+            seq,
+            submit,
+            "COMPLETED" if type_ == "completed" else "FAILED",
         )
         notices: list[Notice] = []
-        if cmd["step"] is None:
-            await _end_submit_execution(conn, cmd["execution_id"], type_)
-        else:
+        if not submit:
             notices = await transitions.step_command_finished(
                 conn,
                 cmd["execution_id"],

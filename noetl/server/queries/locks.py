@@ -53,6 +53,18 @@ async def lock_execution(conn: asyncpg.Connection, execution_id: UUID) -> asyncp
 
 async def lock_execution_of(conn: asyncpg.Connection, command_id: UUID) -> None:
     """``lock_execution`` for the execution of ``command_id`` (nothing when there is no such command)."""
+    # The common case first, in one round trip: an execution without ancestors (every `noetl
+    # submit`, every top-level playbook) has nothing to lock before its own row.
+    if await conn.fetchval(
+        """
+        SELECT execution_id FROM noetl.executions
+        WHERE execution_id = (SELECT execution_id FROM noetl.commands WHERE command_id = $1)
+          AND parent_execution_id IS NULL
+        FOR UPDATE
+        """,
+        command_id,
+    ):
+        return
     execution_id = await conn.fetchval(
         "SELECT execution_id FROM noetl.commands WHERE command_id = $1", command_id
     )

@@ -30,7 +30,9 @@ async def claim(command_id: UUID, body: ClaimRequest, services: ServicesDep) -> 
     """200 when this worker now holds the lease (as a new attempt, with its secret), or again holds
     it (the same claim retried with its ``request_id``); 409 otherwise."""
     async with services.db.connection() as conn:
-        row = await commands.claim(conn, command_id, body.worker_id, body.lease_seconds, body.request_id)
+        row = await commands.claim(
+            conn, command_id, body.worker_id, body.lease_seconds, body.request_id, body.start
+        )
     waited = (row["claimed_at"] - row["available_at"]).total_seconds()
     services.metrics.claim_latency.observe(max(waited, 0.0))
     return row

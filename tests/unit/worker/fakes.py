@@ -160,7 +160,7 @@ class ScriptedTools:
 
 
 class QueueSource:
-    """Notices from an asyncio queue, like ``consumer.Notices.fetch_one``."""
+    """Notices from an asyncio queue, like ``consumer.Notices.fetch``."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[FakeMsg] = asyncio.Queue()
@@ -169,8 +169,12 @@ class QueueSource:
         self.queue.put_nowait(msg)
         return msg
 
-    async def fetch_one(self, timeout: float) -> FakeMsg | None:
+    async def fetch(self, count: int, timeout: float) -> list[FakeMsg]:
+        """The first notice as it comes (within ``timeout``), then what else waits, up to ``count``."""
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            msgs = [await asyncio.wait_for(self.queue.get(), timeout)]
         except TimeoutError:
-            return None
+            return []
+        while len(msgs) < count and not self.queue.empty():
+            msgs.append(self.queue.get_nowait())
+        return msgs

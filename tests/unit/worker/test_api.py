@@ -66,7 +66,9 @@ def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
         assert {k: v for k, v in sent.items() if k != "request_id"} == {
             "worker_id": "w1",
             "lease_seconds": 30.0,
+            "start": True,  # the server records `started` with the claim
         }
+        assert claim.started is False  # this answer does not say it did: the worker reports it
         assert len(sent["request_id"]) == 32  # random per claim: its retry gets the same lease back
         assert seen[0].headers["authorization"] == "Bearer s3cret"
         await api.close()
