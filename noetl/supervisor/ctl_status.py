@@ -9,6 +9,23 @@ from typing import Any
 from noetl.supervisor.ctl_table import Row
 
 
+def _templates_rss(proc: Any) -> int:
+    """The memory of a worker's warm templates (its children that fork its python commands)
+    counts in the worker's."""
+    import psutil
+
+    from noetl.tools.warm_template import is_template
+
+    total = 0
+    for child in proc.children():
+        try:
+            if is_template(child.cmdline()):
+                total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
 def rows(infos: Iterable[dict[str, Any]], now: float | None = None) -> list[Row]:
     import psutil
 
@@ -22,7 +39,7 @@ def rows(infos: Iterable[dict[str, Any]], now: float | None = None) -> list[Row]
             try:
                 proc = psutil.Process(pid)
                 with proc.oneshot():
-                    rss = proc.memory_info().rss
+                    rss = proc.memory_info().rss + _templates_rss(proc)
                     times = proc.cpu_times()
                     alive = max(now - proc.create_time(), 1e-3)
                     cpu = 100.0 * (times.user + times.system) / alive
