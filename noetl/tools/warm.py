@@ -103,21 +103,19 @@ class _Collector:
         return Captured(self.kept.decode("utf-8", errors="replace"), self.dropped)
 
 
-async def _feed(fd: int, data: bytes) -> None:
+async def _feed(fd: int, data: bytes, ours: _Fds) -> None:
     """Write ``data`` to the command's stdin and close it; a command that exits without reading
     its input is its own business."""
     os.set_blocking(fd, False)
     view = memoryview(data)
-    try:
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                await _ready(fd, write=True)
-            except (BrokenPipeError, ConnectionResetError):
-                return
-    finally:
-        os.close(fd)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _ready(fd, write=True)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+    ours.close(fd)
 
 
 async def _message(channel: socket.socket, word: str) -> int | None:
@@ -217,11 +215,14 @@ class Template:
                 raise _TemplateGone(self.proc) from None
 
     async def run(self, argv: Sequence[str], cwd: str, stdin: bytes, timeout: float, limit: int) -> Finished:
-        """Run one command in a process forked from this template."""
+        """Run one command in a process forked from this template, all within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        ours = _Fds(in_w, out_r, err_r)
         proc = self.proc
         try:
             try:
@@ -232,66 +233,84 @@ class Template:
                     os.close(fd)
                 theirs.close()
             channel.setblocking(False)
-            pid = await _message(channel, "pid")
+            try:  # a template still importing its preload answers late; the budget is the command's
+                pid = await asyncio.wait_for(_message(channel, "pid"), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return Finished(None, Captured("", 0), Captured("", 0), timed_out=True)
             if pid is None:
                 raise _TemplateGone(proc)
             # Only now does the command get its input: a command whose template died before
             # saying its pid never read it, so it may be started again on the next template.
-            feed, in_w = asyncio.ensure_future(_feed(in_w, stdin)), -1
-            return await self._until_done(proc, pid, channel, feed, out_r, err_r, timeout, limit)
+            out, err = _Collector(limit), _Collector(limit)
+            feed = asyncio.ensure_future(_feed(in_w, stdin, ours))
+            readers = [asyncio.ensure_future(out.read(out_r)), asyncio.ensure_future(err.read(err_r))]
+            exited = asyncio.ensure_future(_message(channel, "exit"))
+            timed_out = await self._wait(pid, exited, [feed, *readers], deadline)
+            code = exited.result() if exited.done() and not exited.cancelled() else None
+            gone = code is None and not timed_out
+            if gone:
+                self.replace(proc)  # the next command finds a new template ready
+            return Finished(
+                exit_code=None if timed_out else code,
+                stdout=out.captured(),
+                stderr=err.captured(),
+                timed_out=timed_out,
+                with_template=gone,
+            )
         finally:
             channel.close()
-            for fd in (in_w, out_r, err_r):
-                if fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+            ours.close_all()
 
-    async def _until_done(
-        self,
-        proc: subprocess.Popen[bytes] | None,
-        pid: int,
-        channel: socket.socket,
-        feed: asyncio.Future[None],
-        out_r: int,
-        err_r: int,
-        timeout: float,
-        limit: int,
-    ) -> Finished:
-        out, err = _Collector(limit), _Collector(limit)
-        readers = asyncio.gather(out.read(out_r), err.read(err_r))
-        exited = asyncio.ensure_future(_message(channel, "exit"))
+    @staticmethod
+    async def _wait(
+        pid: int, exited: asyncio.Future[int | None], tasks: list[asyncio.Future[None]], deadline: float
+    ) -> bool:
+        """Until the command's process exited (True: killed at ``deadline``); on the way out, by
+        any path, nothing of the command survives and its pipes' tasks are done (so that their
+        descriptors can be closed)."""
+        loop = asyncio.get_running_loop()
+        feed, readers = tasks[0], tasks[1:]
         timed_out = False
+        interrupted = True
         try:
             try:
-                await asyncio.wait_for(asyncio.shield(exited), timeout)
+                await asyncio.wait_for(asyncio.shield(exited), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 timed_out = True
-        except BaseException:
-            readers.cancel()
-            readers.add_done_callback(_seen)  # or asyncio logs every cancelled reader's fate
-            raise
+            interrupted = False
         finally:
-            feed.cancel()
             if not exited.done() or exited.result() is None:
-                # Timed out, cancelled, or its template died: nothing of the command survives.
+                # Timed out, cancelled, or its template died: its whole group goes.
                 kill_group(pid)
             if not exited.done():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), _EXIT_GRACE)
-            exited.add_done_callback(_seen)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(readers, _PIPE_GRACE)  # cancels the readers when it times out
-        code = exited.result() if exited.done() and not exited.cancelled() else None
-        gone = code is None and not timed_out
-        if gone:
-            self.replace(proc)  # the next command finds a new template ready
-        return Finished(
-            exit_code=None if timed_out else code,
-            stdout=out.captured(),
-            stderr=err.captured(),
-            timed_out=timed_out,
-            with_template=gone,
-        )
+            feed.cancel()  # the command ended: what it did not read, it will not
+            if not interrupted:
+                # A grandchild that left the group may hold the pipes open: not for long.
+                await asyncio.wait(readers, timeout=_PIPE_GRACE)
+            everything: list[asyncio.Future[Any]] = [*tasks, exited]
+            for task in everything:
+                task.cancel()
+                task.add_done_callback(_seen)
+            await asyncio.wait(everything)
+        return timed_out
+
+
+class _Fds:
+    """Our ends of a command's pipes; each closed once."""
+
+    def __init__(self, *fds: int) -> None:
+        self.open = set(fds)
+
+    def close(self, fd: int) -> None:
+        if fd in self.open:
+            self.open.discard(fd)
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self.open):
+            self.close(fd)
 
 
 def _kind(runner: Path) -> str:

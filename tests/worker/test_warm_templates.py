@@ -4,6 +4,7 @@ command behaves like, where imports run, and a template that dies or cannot star
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from noetl.tools import warm
 from noetl.tools.base import OUTPUT_LIMIT
 from noetl.tools.python import PRELOAD_SETTING, warm_up
 from noetl.tools.registry import Outcome, ToolContext, run_tool
-from tests.worker.procs import wait_gone
+from tests.worker.procs import read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -116,3 +117,34 @@ def test_the_duckdb_template_has_duckdb_loaded_and_the_python_one_does_not() -> 
         runner = "duckdb" if any("duckdb_runner.py" in part for part in process.cmdline()) else "python"
         loaded[runner] = any("duckdb" in Path(m.path).name for m in process.memory_maps())
     assert loaded == {"duckdb": True, "python": False}
+
+
+def test_cancelled_and_timed_out_commands_leave_no_process_and_no_descriptor(tmp_path: Path) -> None:
+    code = (
+        "import os, subprocess\n"
+        "sleeper = subprocess.Popen(['sleep', '300'])\n"
+        "open(path, 'w').write(f'{os.getpid()}\\n{sleeper.pid}\\n')\n"
+        "sleeper.wait()\n"
+    )
+
+    async def scenario() -> tuple[int, int]:
+        await run_tool({"kind": "python", "code": "result = 1"}, ToolContext(20, ENV))  # the template
+        before = len(os.listdir("/proc/self/fd"))
+        for round_ in range(3):
+            path = tmp_path / f"pids{round_}"
+            tool = {"kind": "python", "code": code, "args": {"path": str(path)}}
+            cancelled = asyncio.ensure_future(run_tool(tool, ToolContext(20, ENV)))
+            pids = await asyncio.to_thread(read_pids, path, 2)
+            cancelled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cancelled
+            assert cancelled.cancelled()
+            assert await asyncio.to_thread(wait_gone, pids) == []
+            path.unlink()
+            timed_out = await run_tool(tool, ToolContext(0.5, ENV))
+            assert timed_out.error == "timed out after 0.5s: killed"
+            assert await asyncio.to_thread(wait_gone, read_pids(path, 2)) == []
+        return before, len(os.listdir("/proc/self/fd"))
+
+    before, after = asyncio.run(scenario())
+    assert after == before
