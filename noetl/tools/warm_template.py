@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -249,6 +250,9 @@ def main(argv: list[str]) -> int:
         importlib.import_module(name)
     runner = _load_runner(config["runner"])
     _preload(list(config["preload"]), config["setting"])
+    # What is loaded now is shared by every fork: keep the collector off it, so that a command's
+    # collections do not walk (and copy) the template's pages.
+    gc.freeze()
     Server(runner, int(config["control"])).serve()
     return 0
 
