@@ -14,7 +14,8 @@ with python commands forked from the workers' warm templates, in one run:
   previous completion -> claim (the completion's transaction with the transition and the next
   command, commit, JetStream publish, the worker's fetch and claim call), claim -> `started`
   event, `started` -> completion (the tool's run and the report); the tool's run alone is the
-  same no-op run here through `run_tool` (warm template, no server);
+  same no-op run here through `run_tool` (warm template, no server), next to the same runner in
+  a fresh interpreter (how the python tool ran before the templates) and a shell `true`;
 - a burst: N python no-ops submitted by 8 client threads, first submission -> all COMPLETED, in
   commands/s, against the same burst of shell `true`;
 - the workers' and their templates' memory (RSS), idle.
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from noetl.protocol.words import EXECUTION_FINISHED  # noqa: E402
+from noetl.tools.base import run_process  # noqa: E402
 from noetl.tools.registry import ToolContext, run_tool  # noqa: E402
 from noetl.tools.warm_template import is_template  # noqa: E402
 from tests.server.conftest import pg_fetch  # noqa: E402
@@ -93,26 +95,21 @@ def playbook(cluster: Cluster, steps: int) -> tuple[float, str]:
     return time.perf_counter() - start, body["execution_id"]
 
 
+def finished(cluster: Cluster, status: str) -> int:
+    return int(cluster.api("GET", f"/api/executions?status={status}&limit=1")[1]["total"])
+
+
 def burst(cluster: Cluster, tool: dict[str, Any], commands: int) -> float:
-    """Seconds from the first submission to every one COMPLETED."""
+    """Seconds from the first submission to every one COMPLETED (counted every 20 ms)."""
+    done_before = finished(cluster, "COMPLETED")
     start = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
-        ids = list(pool.map(lambda _: cluster.submit(tool)[0], range(commands)))
-    waiting = set(ids)
-    while waiting:
-        rows = pg_fetch(
-            cluster.env,
-            "SELECT execution_id::text AS id, status FROM noetl.executions "
-            "WHERE execution_id = ANY($1::uuid[])",
-            list(waiting),
-        )
-        for row in rows:
-            if row["status"] in EXECUTION_FINISHED:
-                assert row["status"] == "COMPLETED", row
-                waiting.discard(row["id"])
-        if waiting:
-            time.sleep(0.02)
-    return time.perf_counter() - start
+        list(pool.map(lambda _: cluster.submit(tool), range(commands)))
+    while finished(cluster, "COMPLETED") < done_before + commands:
+        time.sleep(0.02)
+    took = time.perf_counter() - start
+    assert finished(cluster, "FAILED") == 0
+    return took
 
 
 def breakdown(cluster: Cluster, execution_ids: list[str]) -> dict[str, float]:
@@ -142,23 +139,39 @@ def breakdown(cluster: Cluster, execution_ids: list[str]) -> dict[str, float]:
 
 
 def tool_alone(n: int) -> dict[str, float]:
-    """p50 ms of the no-op tools run here, without a server: the python one from a warm template."""
+    """p50 ms of the no-op tools run here, without a server: python from its warm template, the
+    same runner in a fresh interpreter (how the python tool ran before the templates), shell."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    source = (ROOT / "noetl" / "tools" / "python_runner.py").read_text()
+    request = json.dumps({"code": "result = 1"}).encode()
 
-    async def times(tool: dict[str, Any]) -> list[float]:
-        await run_tool(tool, ToolContext(30, env))  # the template starts
-        out = []
+    async def fresh() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            done = await run_process(
+                [sys.executable, "-c", source, f"{tmp}/answer.json"],
+                timeout=30,
+                env=env,
+                cwd=tmp,
+                stdin=request,
+            )
+            assert done.exit_code == 0, done
+
+    async def times() -> dict[str, list[float]]:
+        await run_tool(PYTHON, ToolContext(30, env))  # the template starts
+        runs: dict[str, Any] = {
+            "python": lambda: run_tool(PYTHON, ToolContext(30, env)),
+            "python_fresh_interpreter": fresh,
+            "shell": lambda: run_tool(SHELL, ToolContext(30, env)),
+        }
+        out: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(n):
-            start = time.perf_counter()
-            outcome = await run_tool(tool, ToolContext(30, env))
-            out.append(time.perf_counter() - start)
-            assert outcome.ok, outcome
+            for name, run in runs.items():
+                start = time.perf_counter()
+                await run()
+                out[name].append(time.perf_counter() - start)
         return out
 
-    return {
-        "python": round(statistics.median(asyncio.run(times(PYTHON))) * 1000, 2),
-        "shell": round(statistics.median(asyncio.run(times(SHELL))) * 1000, 2),
-    }
+    return {name: ms(values) for name, values in asyncio.run(times()).items()}
 
 
 def memory(cluster: Cluster) -> dict[str, float]:
