@@ -4,7 +4,8 @@ is forked from the runner's warm template (``warm``), in a fresh temporary direc
 
 The child runs the user's code as the worker's user, so it could put a link (or a FIFO) where the
 answer goes: the answer is opened without following links and without blocking, only a regular
-file is read, at most ``ANSWER_LIMIT`` bytes, and in a thread so that other jobs' heartbeats go on.
+file is read, at most ``ANSWER_LIMIT`` bytes, and in a thread unless it is small, so that other
+jobs' heartbeats go on.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from noetl.tools.warm import Finished
 
 # The largest answer read back; a bigger one fails with a readable message.
 ANSWER_LIMIT = 8 * 1024 * 1024
+# An answer up to this size is read on the event loop (a few microseconds); a bigger one in a thread.
+_SMALL = 64 * 1024
 
 
 async def run_child(
@@ -51,8 +54,20 @@ async def run_child(
             preload=preload,
             setting=setting,
         )
-        answer = await asyncio.to_thread(read_answer, answer_path)
+        answer = await _answer(answer_path)
     return done, answer
+
+
+async def _answer(path: Path) -> dict[str, Any] | None:
+    """``read_answer``, in a thread unless the answer is a small file (most are: a thread's hand-over
+    costs more than reading them)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size <= _SMALL:
+        return read_answer(path)  # checked again as it is opened: no link, no FIFO, capped
+    return await asyncio.to_thread(read_answer, path)
 
 
 def read_answer(path: Path) -> dict[str, Any] | None:
