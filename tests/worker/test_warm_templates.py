@@ -148,3 +148,24 @@ def test_cancelled_and_timed_out_commands_leave_no_process_and_no_descriptor(tmp
 
     before, after = asyncio.run(scenario())
     assert after == before
+
+
+def test_a_command_has_its_workers_limits_and_umask_and_is_dumpable_as_an_execd_child_is() -> None:
+    import resource
+
+    code = (
+        "import ctypes, resource\n"
+        "umask = os.umask(0); os.umask(umask)\n"
+        "prctl = ctypes.CDLL(None).prctl\n"
+        "limits = [list(resource.getrlimit(r)) for r in (resource.RLIMIT_NOFILE, resource.RLIMIT_STACK)]\n"
+        "result = [*limits, umask, prctl(3, 0, 0, 0, 0)]\n"  # 3: PR_GET_DUMPABLE
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = [
+        list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        list(resource.getrlimit(resource.RLIMIT_STACK)),
+        umask,
+        1,
+    ]
+    assert python(code).result == expected
