@@ -200,6 +200,15 @@ class Postgres:
             **as_user,
         )
 
+    def require_passwords(self) -> None:
+        """After ``init``: TCP logins need a password (scram-sha-256), but the superuser's, whom
+        ``sql`` and the tests use; the next ``start`` reads it."""
+        (self.data_dir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"host all {self.user} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+
     def start(self) -> None:
         as_user = _as_pg_user()
         log = self.log_path.open("ab")
@@ -283,7 +292,7 @@ def let_others_traverse(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server(tmp: Path) -> Iterator[Postgres]:
+def postgres_server(tmp: Path, require_passwords: bool = False) -> Iterator[Postgres]:
     tmp.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         let_others_traverse(tmp)
@@ -291,6 +300,8 @@ def postgres_server(tmp: Path) -> Iterator[Postgres]:
         port=free_port(), data_dir=tmp / "pgdata", sock_dir=tmp / "pgsock", log_path=tmp / "postgres.log"
     )
     pg.init()
+    if require_passwords:
+        pg.require_passwords()
     pg.start()
     try:
         yield pg

@@ -64,9 +64,10 @@ class Stack:
         return env
 
     def start(
-        self, *args: str, argv0: list[str] | None = None, user: int | None = None
+        self, *args: str, argv0: list[str] | None = None, user: int | None = None, own_group: bool = False
     ) -> subprocess.Popen[bytes]:
-        """Start `noetl run` (``argv0`` replaces `python -m noetl`; ``user`` runs it as that uid)."""
+        """Start `noetl run` (``argv0`` replaces `python -m noetl`; ``user`` runs it as that uid;
+        ``own_group`` puts it in a process group of its own, as a shell does a foreground job)."""
         log = self.log_path.open("ab")
         # As root the server and workers run as NOETL_USER with this interpreter: one it can run.
         command = argv0 or [open_python(), "-m", "noetl"]
@@ -78,6 +79,8 @@ class Stack:
                 "extra_groups": [],
                 "cwd": str(self.home),
             }
+        if own_group:
+            as_user["process_group"] = 0
         self.proc = subprocess.Popen(
             [*command, "run", *args], env=self.full_env(), stdout=log, stderr=subprocess.STDOUT, **as_user
         )

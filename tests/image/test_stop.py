@@ -4,9 +4,13 @@ a graceful stop in the logs, also while a worker is running a command."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
+from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.image.stack import (
@@ -51,12 +55,38 @@ def assert_graceful(logs: str, processes: list[str]) -> None:
         assert any(m == "server stopped" or m.endswith(" stopped") for m in said), (name, said[-5:])
 
 
-def wait_claimed(port: int, execution_id: str) -> None:
+def wait_started(port: int, execution_id: str) -> None:
+    """Until a worker has reported the command ``started``: its tool runs from then on."""
     deadline = time.monotonic() + 60
-    while api(port, "GET", f"/api/executions/{execution_id}")["commands"][0]["status"] != "claimed":
-        assert time.monotonic() < deadline, f"{execution_id} not claimed after 60 s"
+    while not any(
+        e["type"] == "started" for e in api(port, "GET", f"/api/executions/{execution_id}")["events"]
+    ):
+        assert time.monotonic() < deadline, f"{execution_id} not started after 60 s"
         time.sleep(0.2)
-    time.sleep(0.5)  # the tool is started right after the claim
+
+
+def command_fate(backends: Backends, database: str, execution_id: str) -> dict[str, Any]:
+    """The execution's one command and its events' types, read from PostgreSQL itself (the
+    all-in-one container's server is gone with it)."""
+
+    async def read() -> dict[str, Any]:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=backends.pg.port, user=backends.pg.user, database=database
+        )
+        try:
+            row = await conn.fetchrow(
+                "SELECT command_id, status, attempt, lost_leases, result FROM noetl.commands "
+                "WHERE execution_id = $1",
+                uuid.UUID(execution_id),
+            )
+            types = await conn.fetch(
+                "SELECT type FROM noetl.events WHERE command_id = $1 ORDER BY event_id", row["command_id"]
+            )
+            return {**dict(row), "events": [t["type"] for t in types]}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def test_worker_stops_gracefully_while_running_a_command(image: str, backends: Backends, run_id: str) -> None:
@@ -64,7 +94,7 @@ def test_worker_stops_gracefully_while_running_a_command(image: str, backends: B
         stack.server.wait_healthy()
         stack.worker.wait_healthy()
         execution = submit(stack.port, "sleep 4; echo finished while draining")
-        wait_claimed(stack.port, execution)
+        wait_started(stack.port, execution)
 
         code, took = stack.worker.stop(grace_seconds("noetl-worker"))
 
@@ -109,12 +139,18 @@ def test_all_in_one_container_stops_gracefully_while_running_a_command(
             status = both.exec("noetl", "ctl", "status")
             assert status.returncode == 0, status.stdout
             execution = submit(both.published, "sleep 3; echo all-in-one")
-            wait_claimed(both.published, execution)
+            wait_started(both.published, execution)
 
             code, took = both.stop(grace_seconds("noetl-worker"))
 
             assert code == 0, both.logs()[-3000:]
             assert_graceful(both.logs(), ["server", "worker_00", "worker_01"])
             print(f"\nall-in-one docker stop (command running): {took:.1f} s")
+            # The workers stop first, while their server still answers: the running command was
+            # let finish and its result reported, in its first attempt, before the server stopped.
+            fate = command_fate(backends, stack.database, execution)
+            assert (fate["status"], fate["attempt"], fate["lost_leases"]) == ("completed", 1, 0), fate
+            assert fate["events"] == ["created", "claimed", "started", "completed"], fate
+            assert json.loads(fate["result"])["stdout"] == "all-in-one\n"
         finally:
             both.remove()

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import assert_render_matches_the_written_config
+from tests.open_python import open_python
 from tests.services import free_port
 from tests.stack import Stack
 
@@ -92,6 +93,21 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         # What run wrote, embedded programs and group included, is what `config render` prints.
         assert_render_matches_the_written_config(stack)
         stack.wait_ready()
+        assert {r["name"]: r["group"] for r in rows} == {
+            "listener": "listener",
+            "postgres": "services",
+            "nats": "services",
+            "server": "server",
+            "worker_00": "workers",
+        }
+        # The group's name restarts both services, and the server and worker carry on.
+        before = {r["name"]: r["pid"] for r in rows}
+        restarted = stack.ctl("restart", "services")
+        assert (restarted.returncode, restarted.stdout) == (0, "services: restart done\n"), restarted.stderr
+        rows = stack.wait_running(PROGRAMS)
+        after = {r["name"]: r["pid"] for r in rows}
+        assert after["postgres"] != before["postgres"] and after["nats"] != before["nats"]
+        assert (after["server"], after["worker_00"]) == (before["server"], before["worker_00"])
         execution_id = _complete_one(stack)
         processes = [psutil.Process(int(r["pid"])) for r in rows]
         stack.signal(signal.SIGTERM)
@@ -131,45 +147,34 @@ def test_two_runs_side_by_side_with_their_own_home_and_ports(home: Path) -> None
     assert codes == [0, 0]
 
 
-@pytest.fixture(scope="module")
-def open_venv() -> Iterator[Path]:
-    """noetl[embedded] installed with Debian's /usr/bin/python3 in a directory others can read.
-
-    The development venv's interpreter lives under /root here (pyenv), which no other user can
-    reach, so the unprivileged run needs an installation of its own.
-    """
-    with open_dir("noetl-open-venv-") as base:
-        venv = base / "venv"
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, timeout=120)
-        subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", f"{ROOT}[embedded]"],
-            check=True,
-            timeout=900,
-            capture_output=True,
-        )
-        yield venv
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="creating the unprivileged test user needs root")
-@pytest.mark.skipif(
-    not Path("/usr/bin/python3").exists(), reason="needs a system python3 other users can run"
-)
-def test_as_a_normal_user(home: Path, open_venv: Path) -> None:
+def _test_user(home: Path) -> int | None:
+    """As root, a system user of the test's own, given ``home``; otherwise None: this run already
+    is a normal user's."""
+    if os.geteuid() != 0:
+        return None
     try:
         user = pwd.getpwnam(TEST_USER)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", TEST_USER], check=True)
         user = pwd.getpwnam(TEST_USER)
     shutil.chown(home, user.pw_uid, user.pw_gid)
+    return user.pw_uid
+
+
+def test_as_a_normal_user(home: Path) -> None:
+    # No skip: as root it switches to a user of its own, and otherwise it already runs as one.
+    uid = _test_user(home)
     stack = _embedded_stack(home)
     _clean_env(stack)
     stack.env["HOME"] = str(home)
-    stack.env["PATH"] = f"{open_venv / 'bin'}:/usr/bin:/bin"
-    stack.start(argv0=[str(open_venv / "bin" / "noetl")], user=user.pw_uid)
+    # An interpreter and packages that user can reach (the development venv may sit under /root).
+    stack.start(argv0=[open_python(), "-m", "noetl"], user=uid)
     try:
         rows = stack.wait_running(PROGRAMS)
+        expected = os.getuid() if uid is None else uid
+        assert expected != 0
         for row in rows:
-            assert psutil.Process(int(row["pid"])).uids().real == user.pw_uid, row
+            assert psutil.Process(int(row["pid"])).uids().real == expected, row
         stack.wait_ready()
         _complete_one(stack)
         assert stack.stop() == 0

@@ -242,19 +242,30 @@ def test_tcp_only_when_a_port_is_set_and_then_with_a_password() -> None:
             stack.stop()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a launcher started as root runs programs as NOETL_USER")
 def test_an_unreachable_interpreter_is_refused_with_one_line(tmp_path: Path) -> None:
-    # The development venv's interpreter lives under /root (closed to NOETL_USER) here.
     import sys
+    import sysconfig
 
-    from tests.open_python import _reachable_by_others
+    from tests.open_python import SYSTEM_PYTHON, _reachable_by_others
 
-    if _reachable_by_others(Path(sys.executable)):
-        pytest.skip("this interpreter is reachable by every user")
+    # An interpreter of its own (a copy, not a link) in pytest's directory, which is closed to
+    # others, that imports this noetl: whatever venv the tests run from, NOETL_USER cannot run it.
+    closed = tmp_path / "closed-venv"
+    base = SYSTEM_PYTHON if SYSTEM_PYTHON.exists() else Path(sys.executable)
+    subprocess.run(
+        [str(base), "-m", "venv", "--copies", "--without-pip", str(closed)], check=True, timeout=60
+    )
+    (site,) = (closed / "lib").glob("python3*/site-packages")
+    dev_site = sysconfig.get_path("purelib")
+    (site / "noetl_dev_venv.pth").write_text(f"import site; site.addsitedir({dev_site!r})\n")
+    python = closed / "bin" / "python"
+    assert not _reachable_by_others(python)
     stack = Stack(
         home=tmp_path / "home", env={"POSTGRES_HOST": "127.0.0.1", "NATS_URL": "nats://127.0.0.1:1"}
     )
     stack.env["NOETL_EMBEDDED"] = "never"
-    stack.start(argv0=[sys.executable, "-m", "noetl"])
+    stack.start(argv0=[str(python), "-m", "noetl"])
     assert stack.wait(timeout=60) == 2
     lines = [line for line in stack.output().splitlines() if line.strip()]
     assert len(lines) == 1 and "runs the server and workers as user noetl" in lines[0], lines

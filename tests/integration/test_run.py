@@ -205,11 +205,15 @@ def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
     assert _ns_pid(launcher.pid) == 1
     # An orphan inside the namespace: its parent exits at once, so PID 1 inherits it.
     subprocess.run(
-        ["nsenter", "-t", str(launcher.pid), "-p", "-m", "--", "sh", "-c", "sleep 0.5 & exit 0"], check=True
+        ["nsenter", "-t", str(launcher.pid), "-p", "-m", "--", "sh", "-c", "sleep 2 & exit 0"], check=True
     )
-    time.sleep(2)  # the orphan has ended by now; PID 1 must have reaped it
-    zombies = [c for c in launcher.children() if c.status() == psutil.STATUS_ZOMBIE]
-    assert zombies == []
+    orphans = [c for c in launcher.children() if c.name() == "sleep"]
+    assert len(orphans) == 1, launcher.children()  # it lives 2 s: still there, now PID 1's
+    # A zombie still has its PID: the PID is free only once PID 1 has reaped it.
+    deadline = time.monotonic() + 15
+    while psutil.pid_exists(orphans[0].pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(orphans[0].pid), "the orphan was not reaped by PID 1"
     launcher.send_signal(signal.SIGTERM)  # as the container runtime does to PID 1
     assert stack.wait(timeout=60) == 0  # unshare --fork exits with PID 1's status
     assert not launcher.is_running()
@@ -331,7 +335,9 @@ def test_a_second_sigterm_kills_everything_at_once(stack: Stack) -> None:
         time.sleep(0.1)
     assert any(p.name() == "sleep" for p in tree)
     stack.signal(signal.SIGTERM)  # the worker starts a drain that could last a minute...
-    time.sleep(1)
+    while "draining" not in stack.output() and time.monotonic() < deadline + 30:
+        time.sleep(0.1)
+    assert "draining" in stack.output(), stack.output()[-3000:]
     stack.signal(signal.SIGTERM)  # ...but a second signal does not wait
     assert stack.wait(timeout=20) == 1
     assert stack.output().strip().splitlines()[-1] == (

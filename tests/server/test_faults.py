@@ -178,12 +178,49 @@ def test_port_in_use_exits_5_with_one_line(pg_env: dict[str, str]) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_init_db_fails_fast_when_postgres_refuses_credentials(pg_env: dict[str, str]) -> None:
+def test_init_db_fails_fast_when_the_database_does_not_exist(pg_env: dict[str, str]) -> None:
     env = clean_env(**{**pg_env, "POSTGRES_DB": "no_such_database"})
     done = _run_server(env, "--init-db", "--port", str(free_port()))
     assert done.returncode == 2
     assert "database 'no_such_database' does not exist" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def password_pg() -> Iterator[Postgres]:
+    """A PostgreSQL whose TCP logins need a password: user noetl_app, password right-password."""
+    with (
+        tempfile.TemporaryDirectory(prefix="noetl-pw-pg-") as tmp,
+        postgres_server(Path(tmp), require_passwords=True) as pg,
+    ):
+        pg.sql("CREATE ROLE noetl_app LOGIN PASSWORD 'right-password'")
+        pg.sql("CREATE DATABASE noetl OWNER noetl_app")
+        yield pg
+
+
+@pytest.mark.parametrize("password", ["wrong-password", ""])
+def test_init_db_fails_fast_when_postgres_refuses_credentials(password_pg: Postgres, password: str) -> None:
+    env = clean_env(
+        **{**password_pg.env("noetl"), "POSTGRES_USER": "noetl_app", "POSTGRES_PASSWORD": password}
+    )
+    done = _run_server(env, "--init-db", "--port", str(free_port()))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"noetl server: PostgreSQL at 127.0.0.1:{password_pg.port}/noetl refused user 'noetl_app': "
+        'password authentication failed for user "noetl_app"; fix POSTGRES_USER/POSTGRES_PASSWORD'
+    ]
+    # The same user with the right password gets in: it was the password that was refused.
+    right = {**env, "POSTGRES_PASSWORD": "right-password"}
+    init = subprocess.run(
+        [sys.executable, "-m", "noetl", "db", "init"],
+        env=right,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.startswith("schema at version ")
 
 
 def test_sigterm_stops_cleanly_within_the_stop_timeout(server: Server, api: httpx.Client) -> None:

@@ -26,6 +26,17 @@ ENV = {
 }
 
 
+def assert_golden(golden: Path, text: str) -> None:
+    """``text`` is the committed ``golden`` file. With UPDATE_GOLDEN set, a changed file is rewritten
+    and the test still fails: an update is accepted by a second run that compares, never by the run
+    that wrote it."""
+    committed = golden.read_text() if golden.exists() else None
+    if os.environ.get("UPDATE_GOLDEN") and text != committed:
+        golden.write_text(text)
+        pytest.fail(f"{golden.name} rewritten (UPDATE_GOLDEN): review the diff, then run again without it")
+    assert text == committed, f"rendered config differs from {golden.name}; UPDATE_GOLDEN=1 rewrites it"
+
+
 @pytest.mark.parametrize(
     ("profile", "env"),
     [
@@ -36,10 +47,7 @@ ENV = {
 )
 def test_golden(profile: str, env: dict[str, str]) -> None:
     text = render(load_settings({**ENV, **env}), AUTH, PYTHON, run_as_root=False)
-    golden = GOLDEN / f"{profile}.conf"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text(), f"rendered config for {profile} changed; UPDATE_GOLDEN=1 to accept"
+    assert_golden(GOLDEN / f"{profile}.conf", text)
 
 
 @pytest.mark.parametrize("role", ["all", "server", "worker"])
@@ -117,10 +125,7 @@ def test_golden_embedded_services_start_first_and_postgres_runs_unprivileged(tmp
     settings = load_settings(env)
     assert embedded.plan(settings) == embedded.Plan(postgres=True, nats=True)
     text = render(settings, AUTH, PYTHON, run_as_root=True)
-    golden = GOLDEN / "embedded.conf"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text(), "rendered config for embedded changed; UPDATE_GOLDEN=1 to accept"
+    assert_golden(GOLDEN / "embedded.conf", text)
     run_dir = tmp_path / "run"
     (run_dir / "logs").mkdir(parents=True)
     settings = load_settings({**env, "NOETL_RUN_DIR": str(run_dir)})
