@@ -225,8 +225,8 @@ def _python_rows(py: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         (
             f"{burst['commands']} python no-ops in a burst",
-            f"{burst['python_per_s']:.0f}/s",
-            f"{burst['ratio']:.2f}x shell true ({burst['shell_per_s']:.0f}/s)",
+            f"{burst['python_per_s']:.1f}/s",
+            f"{burst['ratio']:.2f}x shell true ({burst['shell_per_s']:.1f}/s)",
         ),
     ]
 
