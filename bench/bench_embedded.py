@@ -4,7 +4,8 @@ Ready means: `/api/ready` answers 200 and every worker is registered (`GET /api/
 NOETL_WORKERS online workers). Cold: an empty NOETL_HOME (initdb, CREATE DATABASE, schema, JetStream
 stream); warm: the same NOETL_HOME again after a clean stop. Baseline in the same run: the same
 stack against an already running external PostgreSQL and NATS. Medians over --repeat runs;
-printed and written to bench/results/embedded.json.
+printed and written to bench/results/embedded.json, with the CPU time every process of the run
+used until ready (the figure that load on the machine does not change).
 
 Run: `make bench` or `.venv/bin/python bench/bench_embedded.py [--repeat N]`.
 """
@@ -23,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_launcher import tree_cpu  # noqa: E402  (this script's own directory)
+
 from tests.services import free_port, let_others_traverse, nats_server, postgres_server  # noqa: E402
 from tests.stack import Stack  # noqa: E402
 
@@ -30,10 +33,11 @@ RESULTS = ROOT / "bench" / "results"
 WORKERS = 2
 
 
-def until_ready(stack: Stack, timeout: float = 120) -> float:
-    """Start `noetl run` and return the seconds until ready (API ready, all workers registered)."""
+def until_ready(stack: Stack, cpu: list[float], timeout: float = 120) -> float:
+    """Start `noetl run` and return the seconds until ready (API ready, all workers registered);
+    append to ``cpu`` the CPU seconds every process of the run used until then."""
     start = time.perf_counter()
-    stack.start()
+    proc = stack.start()
     deadline = start + timeout
     while time.perf_counter() < deadline:
         try:
@@ -42,7 +46,9 @@ def until_ready(stack: Stack, timeout: float = 120) -> float:
                 _, workers = stack.api("GET", "/api/workers")
                 online = [w for w in workers.get("items", []) if w.get("status") == "online"]
                 if len(online) >= WORKERS:
-                    return time.perf_counter() - start
+                    ready = time.perf_counter() - start
+                    cpu.append(tree_cpu(proc.pid))
+                    return ready
         except OSError:
             pass
         time.sleep(0.05)
@@ -71,6 +77,7 @@ def main() -> int:
     cold: list[float] = []
     warm: list[float] = []
     external: list[float] = []
+    cpu: dict[str, list[float]] = {"cold": [], "warm": [], "external": []}
     with tempfile.TemporaryDirectory(prefix="noetl-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         let_others_traverse(tmp)
@@ -80,9 +87,9 @@ def main() -> int:
             let_others_traverse(home)
             stack = embedded_stack(home)
             try:
-                cold.append(until_ready(stack))
+                cold.append(until_ready(stack, cpu["cold"]))
                 assert stack.stop() == 0
-                warm.append(until_ready(stack))
+                warm.append(until_ready(stack, cpu["warm"]))
             finally:
                 stack.stop()
         with postgres_server(tmp / "pg") as pg, nats_server(tmp / "nats") as nats:
@@ -93,7 +100,7 @@ def main() -> int:
                     env={**pg.env(f"bench_{i}"), "NATS_URL": nats.url, "NOETL_WORKERS": str(WORKERS)},
                 )
                 try:
-                    external.append(until_ready(stack))
+                    external.append(until_ready(stack, cpu["external"]))
                 finally:
                     stack.stop()
     rows = {
@@ -101,14 +108,23 @@ def main() -> int:
         "embedded, cold (empty NOETL_HOME)": statistics.median(cold),
         "embedded, warm (same NOETL_HOME)": statistics.median(warm),
     }
+    cpu_rows = {
+        name: statistics.median(cpu[key])
+        for name, key in zip(rows, ("external", "cold", "warm"), strict=True)
+    }
     base = rows["external PostgreSQL+NATS (baseline)"]
-    print(f"{'noetl run -> ready, median of ' + str(args.repeat):<42} {'s':>7} {'x base':>8}")
+    print(f"{'noetl run -> ready, median of ' + str(args.repeat):<42} {'s':>7} {'x base':>8} {'CPU s':>7}")
     for name, value in rows.items():
-        print(f"{name:<42} {value:>7.2f} {value / base:>8.2f}")
+        print(f"{name:<42} {value:>7.2f} {value / base:>8.2f} {cpu_rows[name]:>7.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "embedded.json").write_text(
         json.dumps(
-            {"median_seconds": rows, "samples": {"cold": cold, "warm": warm, "external": external}}, indent=2
+            {
+                "median_seconds": rows,
+                "median_cpu_seconds": cpu_rows,
+                "samples": {"cold": cold, "warm": warm, "external": external, "cpu": cpu},
+            },
+            indent=2,
         )
     )
     return 0

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from noetl.protocol.words import EXECUTION_FINISHED  # noqa: E402
 from noetl.tools.base import run_process  # noqa: E402
 from noetl.tools.registry import ToolContext, run_tool  # noqa: E402
-from noetl.tools.warm_template import is_template  # noqa: E402
+from noetl.tools.warm_mark import is_template  # noqa: E402
 from tests.server.conftest import pg_fetch  # noqa: E402
 from tests.services import nats_server, postgres_server  # noqa: E402
 from tests.worker.harness import Cluster, clean_env  # noqa: E402

@@ -26,12 +26,13 @@ RESULTS = ROOT / "bench" / "results"
 
 # name -> (script, arguments): sized so that the whole run takes a few minutes on 2 cores.
 SCRIPTS: dict[str, tuple[str, list[str]]] = {
-    "launcher": ("bench_launcher.py", ["--repeat", "11", "--starts", "5", "--busy-stops", "5"]),
+    "launcher": ("bench_launcher.py", ["--repeat", "15", "--starts", "10", "--busy-stops", "3"]),
     "embedded": ("bench_embedded.py", ["--repeat", "3"]),
     "throughput": ("bench_throughput.py", ["--commands", "200", "--rounds", "3", "--single", "20"]),
     "server": ("bench_server.py", ["--n", "400"]),
     "playbooks": ("bench_playbooks.py", ["--rounds", "7", "--steps", "10"]),
     "python": ("bench_python.py", ["--single", "30", "--rounds", "15", "--burst", "200", "--bursts", "3"]),
+    "ui": ("bench_ui.py", ["--repeat", "7"]),
 }
 
 
@@ -99,7 +100,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     if "launcher" in results:
         ms = results["launcher"]["medians_ms"]
+        cpu = results["launcher"]["cpu_medians_ms"]
         base = ms["python -c pass"]
+        ready = "noetl run -> ready, every worker registered"
         out += [
             ("CLI: python -c pass (baseline)", f"{base:.0f} ms", ""),
             (
@@ -114,8 +117,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{ms['noetl ctl status']:.0f} ms",
                 f"{ms['noetl ctl status'] / ms['supervisorctl status']:.2f}x",
             ),
+            (f"{ready} (external services)", f"{ms[ready]:.0f} ms; CPU {cpu[ready]:.0f} ms", ""),
             ("noetl run -> all RUNNING (external services)", f"{ms['noetl run -> all RUNNING']:.0f} ms", ""),
-            ("noetl run -> /api/ready (external services)", f"{ms['noetl run -> /api/ready']:.0f} ms", ""),
             ("SIGTERM -> exit, idle", f"{ms['SIGTERM -> exit (idle)']:.0f} ms", ""),
             (
                 "SIGTERM -> exit, 8 commands in flight",
@@ -123,12 +126,16 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{ms['SIGTERM -> exit (8 commands in flight)'] / ms['SIGTERM -> exit (idle)']:.2f}x idle",
             ),
         ]
+        for role, mib in results["launcher"]["idle_rss_mib"].items():
+            out.append((f"idle RSS: {role}", f"{mib:.1f} MiB", ""))
     if "embedded" in results:
         sec = results["embedded"]["median_seconds"]
         base = sec["external PostgreSQL+NATS (baseline)"]
         for name, value in sec.items():
             ratio = "" if "baseline" in name else f"{value / base:.2f}x"
-            out.append((f"ready + workers registered: {name}", f"{value:.2f} s", ratio))
+            cpu_s = results["embedded"].get("median_cpu_seconds", {}).get(name)
+            shown = f"{value:.2f} s" + (f"; CPU {cpu_s:.2f} s" if cpu_s is not None else "")
+            out.append((f"ready + workers registered: {name}", shown, ratio))
     if "throughput" in results:
         tp = results["throughput"]
         for name, row in tp["rows"].items():
@@ -193,6 +200,31 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         ]
     if "python" in results:
         out += _python_rows(results["python"])
+    if "ui" in results:
+        ui = results["ui"]
+        counts = ui["executions"]
+        small, large = ui["rounds"]["small"], ui["rounds"]["large"]
+        out.append(
+            (
+                "UI first paint: the login form (floor: no database read)",
+                f"{ui['floor']['fcp_ms']:.0f} ms",
+                "",
+            )
+        )
+        # Both rounds measure the same pages in the same order: the list, a path's list, one execution.
+        for (name, base), (big_name, big) in zip(small.items(), large.items(), strict=True):
+            out += [
+                (
+                    f"UI first paint: {name}, {counts['small']} executions (baseline)",
+                    f"{base['fcp_ms']:.0f} ms",
+                    "",
+                ),
+                (
+                    f"UI first paint: {big_name}, {counts['large']} executions",
+                    f"{big['fcp_ms']:.0f} ms",
+                    f"{big['fcp_ms'] / base['fcp_ms']:.2f}x",
+                ),
+            ]
     return out
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING
 
 from noetl.errors import EXIT_NOT_RUNNING, EXIT_OK
 from noetl.settings import add_flags, flag_values, load_settings
 
+TYPE_CHECKING = False  # typing costs ~4 ms to import; mypy and ruff read this name as its
 if TYPE_CHECKING:
     from noetl.supervisor.control import Control
 

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the server and workers under supervision (the container's CMD)",
         description=(
             "Validate the settings, render the supervisord config into the run dir and run it in the "
-            "foreground. SIGTERM/SIGINT stops every program in parallel within its stop timeout (exit 0); "
+            "foreground. SIGTERM/SIGINT stops the workers (in parallel), then the server, then the embedded "
+            "services, each within its stop timeout (exit 0); "
             "a second signal kills at once. Exits 1 with one line when a program cannot stay up, "
             "2 on a bad setting, 5 when already running."
         ),

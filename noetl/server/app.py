@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from noetl import __version__
-from noetl.server import problems
+from noetl.server import problems, ui
 from noetl.server.auth import TokenAuth
 from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.reaper import run_reaper
@@ -74,6 +74,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(NoGetBody)
     app.add_middleware(TokenAuth, settings=settings)
+    if settings.enable_ui:
+        # Outermost: `/` and `/ui/...` go to the UI's own app and session; the API is untouched.
+        ui.install(app, services)
     return app
 
 

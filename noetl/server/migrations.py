@@ -211,6 +211,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX commands_published_idx ON noetl.commands (published_at) WHERE status = 'pending';
         """,
     ),
+    Migration(
+        5,
+        "indexes of the executions list by path (and status) and of the latest failures",
+        """
+        -- The executions list filtered by playbook path (and status), newest first, and its
+        -- capped count: one index range each, however many executions other paths have.
+        CREATE INDEX executions_path_idx ON noetl.executions (path, created_at DESC, execution_id)
+            WHERE path IS NOT NULL;
+        CREATE INDEX executions_path_status_idx
+            ON noetl.executions (path, status, created_at DESC, execution_id)
+            WHERE path IS NOT NULL;
+        -- The overview's latest failures: the first rows of this index, not a sort of every failure.
+        CREATE INDEX executions_failed_idx ON noetl.executions (finished_at DESC NULLS LAST, execution_id)
+            WHERE status = 'FAILED';
+        """,
+    ),
 )
 
 

@@ -1,21 +1,24 @@
 """A client for a running supervisord, over XML-RPC on the run directory's control socket.
 
 The socket's URL and per-run credentials are read from the rendered configuration (mode 0600), so
-only its owner (or root) can drive it. Faults are mapped by ``faultCode`` (supervisor's own
-``Faults``) to ``ControlError`` messages for people. Each connection has its own timeout; the
-process-wide socket default is left alone.
+only its owner (or root) can drive it. Calls go through ``rpc.call`` (a lean XML-RPC client: one
+connection per call, each with its own timeout; the process-wide socket default is left alone).
+Faults are mapped by ``faultCode`` (supervisor's own ``Faults``) to ``ControlError`` messages for
+people.
 """
 
 from __future__ import annotations
 
-import configparser
 import errno
-import xmlrpc.client
 from dataclasses import dataclass
-from typing import Any
 
 from noetl.errors import ControlError, NotRunningError
+from noetl.supervisor import rpc
 from noetl.supervisor.paths import RunPaths
+
+TYPE_CHECKING = False  # typing costs ~4 ms to import; mypy and ruff read this name as its
+if TYPE_CHECKING:
+    from typing import Any
 
 # Messages by the names of supervisor.xmlrpc.Faults: its codes are looked up once a call has
 # imported supervisor (~75 ms that `noetl ctl status` with nothing running need not pay).
@@ -38,25 +41,35 @@ class Endpoint:
     password: str
 
 
+def _section(text: str, name: str) -> dict[str, str]:
+    """``key=value`` lines of one section of the config ``render`` wrote (no configparser: ~10 ms
+    to import for three lines of a file whose format is ours)."""
+    found: dict[str, str] = {}
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == f"[{name}]"
+        elif inside and "=" in line and not line.startswith((";", "#")):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip().replace("%%", "%")
+    return found
+
+
 def read_endpoint(paths: RunPaths) -> Endpoint:
     """The control URL and credentials from the rendered config; NotRunningError if there is none."""
     if not paths.socket.exists():
         raise NotRunningError(f"not running: no control socket at {paths.socket} (start it with `noetl run`)")
-    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     try:
-        with paths.config.open(encoding="utf-8") as fh:
-            parser.read_file(fh)
-        section = parser["supervisorctl"]
+        section = _section(paths.config.read_text(encoding="utf-8"), "supervisorctl")
         return Endpoint(
-            serverurl=section["serverurl"].replace("%%", "%"),
-            username=section["username"].replace("%%", "%"),
-            password=section["password"].replace("%%", "%"),
+            serverurl=section["serverurl"], username=section["username"], password=section["password"]
         )
     except PermissionError:
         raise ControlError(
             f"cannot read {paths.config}: it belongs to the user who ran `noetl run`; run as that user"
         ) from None
-    except (OSError, KeyError, configparser.Error):
+    except (OSError, KeyError, UnicodeDecodeError):
         raise NotRunningError(
             f"not running: no readable config at {paths.config} (start it with `noetl run`)"
         ) from None
@@ -69,43 +82,37 @@ class Control:
         self.paths = paths
         self.endpoint = read_endpoint(paths)
         self.timeout = timeout
-        self._proxy: Any = None
-
-    def _rpc(self) -> Any:
-        if self._proxy is None:
-            from noetl.supervisor.transport import TimedTransport
-
-            transport = TimedTransport(
-                self.endpoint.username, self.endpoint.password, self.endpoint.serverurl, self.timeout
-            )
-            self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-        return self._proxy
 
     def call(self, method: str, *args: Any, name: str = "") -> Any:
+        endpoint = self.endpoint
         try:
-            target = self._rpc()
-            for part in method.split("."):
-                target = getattr(target, part)
-            return target(*args)
-        except xmlrpc.client.Fault as fault:
-            from supervisor.xmlrpc import getFaultDescription
+            return rpc.call(
+                endpoint.serverurl.removeprefix("unix://"),
+                endpoint.username,
+                endpoint.password,
+                method,
+                *args,
+                timeout=self.timeout,
+            )
+        except rpc.Fault as fault:
+            from supervisor.xmlrpc import getFaultDescription  # only on a fault: ~60 ms to import
 
-            template = _FAULTS.get(getFaultDescription(fault.faultCode))
+            template = _FAULTS.get(getFaultDescription(fault.code))
             if template is None:
-                raise ControlError(f"supervisord refused {method}: {fault.faultString}") from None
+                raise ControlError(f"supervisord refused {method}: {fault.text}") from None
             error = ControlError(template.format(name=name or "it"))
-            error.fault_code = fault.faultCode
+            error.fault_code = fault.code
             raise error from None
-        except xmlrpc.client.ProtocolError as exc:
-            if exc.errcode == 401:
+        except rpc.HttpError as exc:
+            if exc.status == 401:
                 raise ControlError(
                     f"supervisord at {self.paths.socket} refused the credentials in {self.paths.config}; "
                     "was the config rewritten by another run?"
                 ) from None
-            raise ControlError(f"supervisord answered HTTP {exc.errcode} to {method}") from None
+            raise ControlError(f"supervisord answered HTTP {exc.status} to {method}") from None
+        except rpc.BadAnswer as exc:
+            raise ControlError(f"supervisord at {self.paths.socket} answered nonsense: {exc}") from None
         except OSError as exc:
-            # The transport keeps its connection: a new one after any failure.
-            self._proxy = None
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED) or isinstance(exc, ConnectionError):
                 raise NotRunningError(
                     f"not running: nothing answers on {self.paths.socket} (start it with `noetl run`)"

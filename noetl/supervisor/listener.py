@@ -1,11 +1,13 @@
 """supervisord event listener: program output with names, and a stop when a program cannot stay up.
 
 Run by supervisord as ``python -m noetl.supervisor.listener --failure-file PATH --format text|json``.
-It speaks supervisord's listener protocol on stdin/stdout through ``supervisor.childutils`` (so it
-must never print anything else there) and handles two kinds of events:
+It speaks supervisord's listener protocol on stdin/stdout (so it must never print anything else
+there) and handles two kinds of events:
 
 - ``PROCESS_LOG_*``: output of a program, turned into ``name | line`` (text) or one JSON object per
   line with a ``process`` field (json), and handed back to supervisord to write (see ``output.py``).
+- ``PROCESS_STATE_*`` and ``TICK_5``: with ``--programs-file``, each program's state goes to the
+  snapshot the server shows (``programs_feed.py``).
 - ``PROCESS_STATE_*``: a program that goes FATAL (it died within startsecs, startretries times) or
   crashes ``CRASH_LIMIT`` times within ``CRASH_WINDOW`` seconds after it had started makes the
   listener write one line naming it to the failure file and send SIGTERM to supervisord, which stops
@@ -27,10 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from supervisor import childutils
-
 from noetl.logs import json_line
 from noetl.supervisor.output import OK, encode
+from noetl.supervisor.programs_feed import ProgramsFeed
 from noetl.supervisor.rundir import write_private
 
 # Crash loop: this many unexpected exits of one process within this many seconds. A worker killed
@@ -113,21 +114,46 @@ class CrashWatch:
         return None
 
 
+def header_fields(line: str) -> dict[str, str]:
+    """``name:value name:value ...`` -> a dict, as ``supervisor.childutils.get_headers`` reads it.
+
+    The protocol is three lines of code; ``supervisor.childutils`` brings supervisor's XML-RPC
+    client with it (~100 ms of CPU and ~10 MiB at every start), which the listener never uses.
+    """
+    return dict(token.partition(":")[::2] for token in line.split())
+
+
+def wait_event(stdin: TextIO, stdout: TextIO) -> tuple[dict[str, str], str]:
+    """Tell supervisord the listener is READY, then read one event: its headers and payload."""
+    stdout.write("READY\n")
+    stdout.flush()
+    headers = header_fields(stdin.readline())
+    return headers, stdin.read(int(headers["len"]))
+
+
 class Listener:
-    def __init__(self, failure_file: Path, fmt: str, stop_supervisord: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        failure_file: Path,
+        fmt: str,
+        stop_supervisord: Callable[[], None],
+        feed: ProgramsFeed | None = None,
+    ) -> None:
         self.failure_file = failure_file
         self.lines = LineFormatter(fmt)
         self.crashes = CrashWatch()
         self.stop_supervisord = stop_supervisord
         self.failed = False
+        self.feed = feed
 
     def handle(self, headers: dict[str, str], payload: str) -> str:
         """One event -> the RESULT body for supervisord."""
         name = headers.get("eventname", "")
         # Log events carry data after their header line; state events are the header line alone.
         head, _, data = payload.partition("\n")
-        fields = childutils.get_headers(head)
+        fields = header_fields(head)
         process = fields.get("processname", "?")
+        self.update_feed(name, fields)
         if name.startswith("PROCESS_LOG_"):
             channel = fields.get("channel", "stdout")
             out = self.lines.feed(process, channel, data)
@@ -135,6 +161,16 @@ class Listener:
         if name.startswith("PROCESS_STATE_"):
             return self.on_state(name.removeprefix("PROCESS_STATE_"), process, fields)
         return OK
+
+    def update_feed(self, name: str, fields: dict[str, str]) -> None:
+        if self.feed is None:
+            return
+        try:
+            self.feed.handle(name, fields)
+        except OSError as exc:
+            # The feed is for people looking at the UI; the lines and the crash watch matter more.
+            print(f"noetl listener: programs feed off: cannot write {self.feed.path}: {exc}", file=sys.stderr)
+            self.feed = None
 
     def on_state(self, state: str, process: str, fields: dict[str, str]) -> str:
         out = self.lines.flush(process)
@@ -163,15 +199,15 @@ def serve(listener: Listener, stdin: TextIO, stdout: TextIO) -> None:
     """The listener protocol loop: READY, read one event, answer RESULT; until stdin closes.
 
     Both streams are UTF-8 text without newline translation: supervisord counts an event's ``len``
-    in characters of the decoded payload (as ``childutils`` reads it) but a RESULT's in bytes.
+    in characters of the decoded payload but a RESULT's in bytes.
     """
     while True:
         try:
-            headers, payload = childutils.listener.wait(stdin, stdout)
+            headers, payload = wait_event(stdin, stdout)
         except KeyError:  # an empty header line: stdin closed, supervisord is gone
             return
         body = listener.handle(headers, payload)
-        # Not childutils.listener.send: it counts characters, and supervisord reads bytes.
+        # The length in bytes (supervisor.childutils.listener.send counts characters).
         stdout.write(f"RESULT {len(body.encode('utf-8'))}\n{body}")
         stdout.flush()
 
@@ -184,15 +220,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m noetl.supervisor.listener")
     parser.add_argument("--failure-file", type=Path, required=True)
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--programs-file", type=Path, help="write the programs' states here for the server")
+    parser.add_argument("--readable-by", metavar="USER", help="let this user's group read the programs file")
     args = parser.parse_args(argv)
     supervisord = os.getppid()
 
     def stop_supervisord() -> None:
         os.kill(supervisord, signal.SIGTERM)
 
-    listener = Listener(args.failure_file, args.format, stop_supervisord)
-    with contextlib.suppress(BrokenPipeError):  # supervisord went away first
-        serve(listener, _text(sys.stdin.buffer), _text(sys.stdout.buffer))
+    feed = ProgramsFeed(args.programs_file, args.readable_by) if args.programs_file else None
+    listener = Listener(args.failure_file, args.format, stop_supervisord, feed)
+    try:
+        with contextlib.suppress(BrokenPipeError):  # supervisord went away first
+            serve(listener, _text(sys.stdin.buffer), _text(sys.stdout.buffer))
+    finally:
+        if listener.feed is not None:
+            listener.feed.remove()
     return 0
 
 

@@ -64,7 +64,10 @@ def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> 
         programs.append(
             Program(
                 name="server",
-                command=[python, "-m", "noetl.server", "--host", settings.host, "--port", str(settings.port)],
+                command=[
+                    *(python, "-m", "noetl.supervisor.entry", "noetl.server"),
+                    *("--host", settings.host, "--port", str(settings.port)),
+                ],
                 stopwaitsecs=settings.stop_timeout,
                 user=user,
                 environment=environment,
@@ -75,7 +78,8 @@ def programs_for(settings: Settings, python: str, run_as_root: bool = False) -> 
         programs.append(
             Program(
                 name="worker",
-                command=[python, "-m", "noetl.worker"],
+                # entry.py: the program without the optional imports it never uses.
+                command=[python, "-m", "noetl.supervisor.entry", "noetl.worker"],
                 stopwaitsecs=settings.worker_stop_timeout,
                 numprocs=settings.workers,
                 # A literal supervisord expansion: worker_00, worker_01, ...

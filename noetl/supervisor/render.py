@@ -16,13 +16,15 @@ from importlib import resources
 from pathlib import Path
 
 from noetl.errors import ConfigError
+from noetl.protocol.programs import snapshot_path
 from noetl.settings import Settings
 from noetl.supervisor.assembly import Assembly, assemble, placeholder_binaries
 from noetl.supervisor.paths import RunPaths
 from noetl.supervisor.programs import GROUP_PRIORITY, Program, group_names
 
 LISTENER_STOPWAITSECS = 2
-# supervisord acts on a stop once per pass of its 1-second loop; a generous bound per group.
+# A margin per group stopped. supervisord's own loop acted on a stop once per 1-second pass; the
+# loop `noetl run` runs (prompt.py) acts at once, so this is slack for a loaded machine now.
 SUPERVISORD_TICK = 1.0
 
 
@@ -43,7 +45,7 @@ def max_stop_seconds(settings: Settings, programs: Sequence[Program] | None = No
 
     supervisord stops the programs of one group in parallel and the groups one after another:
     the workers (their stopwaitsecs), then the server, then the embedded services, then the event
-    listener, each plus a loop tick, plus a tick for supervisord's own exit. A container's grace
+    listener, each plus a margin, plus one for supervisord's own exit. A container's grace
     period must be longer than this. ``programs`` defaults to what `noetl run` would supervise.
     """
     if programs is None:
@@ -109,7 +111,12 @@ def render(what: Assembly, control: ControlAuth) -> str:
         str(paths.failure),
         "--format",
         settings.log_format,
+        # The server's window on the programs: it never gets the control socket (protocol/programs.py).
+        "--programs-file",
+        str(snapshot_path(settings.home)),
     ]
+    if what.run_as_root:
+        listener += ["--readable-by", settings.user]
     everything = what.programs
     programs = [
         {

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.tools.base import OUTPUT_LIMIT, Captured, ToolError, kill_group
-from noetl.tools.warm_template import MARK
+from noetl.tools.warm_mark import MARK
 
 _TEMPLATE = Path(__file__).with_name("warm_template.py")
 # The template's own program runs from its file as `__main__`, like `python -c` would run it.

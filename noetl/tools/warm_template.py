@@ -1,6 +1,7 @@
 """The warm template process of a child tool (python, duckdb): a fork server.
 
-Started by the worker (``noetl.tools.warm``) as ``python -c BOOT THIS_FILE MARK CONFIG``, with the
+Started by the worker (``noetl.tools.warm``) as ``python -c BOOT THIS_FILE MARK CONFIG`` (MARK:
+``warm_mark``), with the
 environment a tool's child gets and no other: it imports the standard-library modules the runner
 uses, the runner itself and the modules of ``preload``, then serves requests. It never runs user
 code. Standard library only: it is not imported as part of noetl.
@@ -61,8 +62,6 @@ _STDLIB = (
     "uuid",
 )
 
-# In every template's command line: `noetl ctl status` counts a template's memory in its worker's.
-MARK = "noetl-warm-template"
 _prctl: Any = None
 
 
@@ -76,11 +75,6 @@ def _set(option: int, value: int) -> None:
             _prctl = False
     if _prctl:
         _prctl(option, value, 0, 0, 0)
-
-
-def is_template(cmdline: list[str]) -> bool:
-    """Whether a process's command line is a warm template's."""
-    return MARK in cmdline
 
 
 def _load_runner(path: str) -> types.ModuleType:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -40,6 +41,12 @@ def test_run_comes_up_and_supervisorctl_agrees(stack: Stack) -> None:
     }
     for row in rows:
         assert row["pid"] and row["rss"] and row["uptime"] is not None
+    # The server and workers start without aiohttp (noetl.supervisor.entry): none of its compiled
+    # modules (or those of yarl and multidict it brings) is mapped into them.
+    for row in rows:
+        if row["name"] != "listener":
+            maps = (Path("/proc") / str(row["pid"]) / "maps").read_text()
+            assert not [lib for lib in ("aiohttp", "yarl", "multidict") if lib in maps], row["name"]
 
     human = stack.ctl("status")
     assert human.returncode == 0

@@ -14,6 +14,20 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The UI's login page, script and stylesheet from the installed app, in-process.
+SERVE_UI = """
+import asyncio, httpx
+from noetl.server.app import create_app
+from noetl.settings import load_settings
+settings = {"POSTGRES_HOST": "db", "NOETL_ENABLE_UI": "true", "NOETL_API_TOKEN": "t" * 20}
+app = create_app(load_settings(settings))
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+        pages = [await c.get(p) for p in ("/ui/login", "/ui/static/ui.js", "/ui/static/ui.css")]
+    print(*[p.status_code for p in pages], "EventSource" in pages[1].text)
+asyncio.run(main())
+"""
+
 
 def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
@@ -60,6 +74,12 @@ def test_installed_wheel_renders_the_config(tmp_path: Path) -> None:
         check=True,
     )
     assert str(env_dir) in location.stdout  # the installed package, not the checkout
+
+    # The web UI's templates and assets are in the wheel: the installed app serves both.
+    ui = subprocess.run(
+        [str(python), "-c", SERVE_UI], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ui.stdout.split() == ["200", "200", "200", "True"], ui.stdout + ui.stderr
 
     # Installed without the `embedded` extra and given no POSTGRES_HOST: one line, exit 2, nothing started.
     env.pop("POSTGRES_HOST")

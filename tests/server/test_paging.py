@@ -96,6 +96,34 @@ def test_executions_page_by_key_while_rows_arrive(api: httpx.Client, pg_env: dic
     assert len(older) == len(set(older)) > 0
 
 
+def test_executions_filter_by_path_and_status_page_by_key(api: httpx.Client, pg_env: dict[str, str]) -> None:
+    # 45 executions: 3 paths (and none: `noetl submit`) x 3 statuses, one second apart.
+    sql(
+        pg_env,
+        """
+        INSERT INTO noetl.executions (execution_id, status, path, created_at, updated_at)
+        SELECT gen_random_uuid(), (ARRAY['COMPLETED', 'FAILED', 'RUNNING'])[i % 3 + 1],
+               CASE WHEN i % 5 < 3 THEN 'demo/p' || (i % 5) END,
+               $1::timestamptz + make_interval(secs => i), $1
+        FROM generate_series(0, 44) AS i
+        """,
+        T0,
+    )
+    rows = walk(api, "/api/executions", {"path": "demo/p1", "limit": 2}, "cursor", lambda _: None)
+    assert len(rows) == 9 and {r["path"] for r in rows} == {"demo/p1"}
+    assert [r["created_at"] for r in rows] == sorted((r["created_at"] for r in rows), reverse=True)
+    both = {"path": "demo/p1", "status": "FAILED", "limit": 2}
+    rows = walk(api, "/api/executions", both, "cursor", lambda _: None)
+    # i % 5 == 1 and i % 3 == 1: i in 1, 16, 31
+    assert [datetime.fromisoformat(r["created_at"]) for r in rows] == [
+        T0 + timedelta(seconds=s) for s in (31, 16, 1)
+    ]
+    page = api.get("/api/executions", params={"path": "demo/p1", "status": "FAILED"}).json()
+    assert (page["total"], page["next"]) == (3, None)
+    assert api.get("/api/executions", params={"path": "demo/none"}).json()["items"] == []
+    assert api.get("/api/executions", params={"path": ""}).status_code == 422
+
+
 def test_executions_total_is_counted_up_to_a_cap(api: httpx.Client, pg_env: dict[str, str]) -> None:
     from noetl.server.paging import TOTAL_CAP
 

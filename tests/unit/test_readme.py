@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from noetl.cli.main import COMMANDS
+from noetl.cli.parser import COMMANDS
 from noetl.settings import FIELDS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

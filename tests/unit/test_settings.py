@@ -172,7 +172,7 @@ def test_flags_come_from_the_table_and_name_themselves_in_errors() -> None:
 def _every_parser() -> list[tuple[str, object]]:
     import argparse
 
-    from noetl.cli.main import COMMANDS, build_parser
+    from noetl.cli.parser import COMMANDS, build_parser
     from noetl.server.__main__ import build_parser as server_parser
     from noetl.worker.__main__ import build_parser as worker_parser
 

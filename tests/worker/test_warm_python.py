@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from noetl.supervisor.ctl_status import rows
-from noetl.tools.warm_template import is_template
+from noetl.tools.warm_mark import is_template
 from noetl.worker.run import tool_environment
 from tests.services import wait_until
 from tests.worker.harness import Cluster, event_types

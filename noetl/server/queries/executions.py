@@ -140,38 +140,48 @@ async def list_executions(
     offset: int = 0,
     after: tuple[datetime, uuid.UUID] | None = None,
     parent_execution_id: uuid.UUID | None = None,
+    path: str | None = None,
 ) -> tuple[list[dict[str, Any]], int, bool]:
     """A page of executions, newest first, from after the row keyed ``after`` (created_at,
-    execution_id) and then ``offset`` more; with how many match ``status`` (all when None) and
-    ``parent_execution_id`` (the children of that execution; all when None), counted up to
-    ``paging.TOTAL_CAP``, and whether there are more than that.
+    execution_id) and then ``offset`` more; with how many match the filters (``status``, the
+    playbook ``path``, the children of ``parent_execution_id``; each ignored when None), counted
+    up to ``paging.TOTAL_CAP``, and whether there are more than that.
     """
-    since, after_id = after if after is not None else (None, None)
-    where = "($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR parent_execution_id = $2)"
-    # The key condition is written so the (created_at DESC, execution_id) index ranges over it.
-    rows = await conn.fetch(
-        f"""
-        SELECT {SUMMARY_COLUMNS} FROM noetl.executions
-        WHERE {where}
-          AND ($5::timestamptz IS NULL
-               OR created_at <= $5 AND (created_at < $5 OR execution_id > $6::uuid))
-        ORDER BY created_at DESC, execution_id
-        LIMIT $3 OFFSET $4
-        """,
-        status,
-        parent_execution_id,
-        limit,
-        offset,
-        since,
-        after_id,
-    )
-    # Bounded: the count stops at the cap instead of walking the whole table on every call.
-    counted = await conn.fetchval(
-        f"SELECT count(*) FROM (SELECT 1 FROM noetl.executions WHERE {where} LIMIT $3) AS capped",
-        status,
-        parent_execution_id,
-        paging.TOTAL_CAP + 1,
-    )
+    # Only the given filters are written into the statement: one statement per combination,
+    # each ranging over the index that starts with its columns (migration 5).
+    filters = {"path": path, "status": status, "parent_execution_id": parent_execution_id}
+    given = [(column, value) for column, value in filters.items() if value is not None]
+    where = " AND ".join(f"{column} = ${i}" for i, (column, _) in enumerate(given, start=1)) or "true"
+    args: list[Any] = [value for _, value in given]
+    n = len(args)
+    key = ""
+    if after is not None:
+        # Written so the (…, created_at DESC, execution_id) indexes range over it.
+        key = f"AND created_at <= ${n + 3} AND (created_at < ${n + 3} OR execution_id > ${n + 4})"
+        args_page = [*args, limit, offset, *after]
+    else:
+        args_page = [*args, limit, offset]
+    async with conn.transaction(readonly=True):
+        # Planned for the values given, every time. After a few calls PostgreSQL may keep one
+        # generic plan for a prepared statement, made without the values: it walks all executions
+        # newest first until enough match, which is 100,000 rows for a path no execution has or a
+        # status none is in. With the values the planner knows how rare they are.
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        rows = await conn.fetch(
+            f"""
+            SELECT {SUMMARY_COLUMNS} FROM noetl.executions
+            WHERE {where} {key}
+            ORDER BY created_at DESC, execution_id
+            LIMIT ${n + 1} OFFSET ${n + 2}
+            """,
+            *args_page,
+        )
+        # Bounded: the count stops at the cap instead of walking the whole table on every call.
+        counted = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM noetl.executions WHERE {where} LIMIT ${n + 1}) AS capped",
+            *args,
+            paging.TOTAL_CAP + 1,
+        )
     return [dict(r) for r in rows], min(int(counted), paging.TOTAL_CAP), int(counted) > paging.TOTAL_CAP
 
 

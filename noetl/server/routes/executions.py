@@ -56,13 +56,15 @@ async def list_(
     # Kept for older clients, and bounded: skipping rows costs as much as reading them.
     offset: Annotated[int, Query(ge=0, le=paging.TOTAL_CAP)] = 0,
     parent_execution_id: UUID | None = None,
+    path: Annotated[str | None, Query(min_length=1, max_length=1000)] = None,
 ) -> dict[str, Any]:
-    """Executions, newest first, optionally only those with ``status``, or only the children
-    (sub-playbooks) of ``parent_execution_id``; page on with ``next``."""
+    """Executions, newest first, optionally only those with ``status``, only the runs of the
+    playbook at ``path``, or only the children (sub-playbooks) of ``parent_execution_id``; page on
+    with ``next``."""
     after = paging.time_and_id(cursor) if cursor is not None else None
     async with services.db.connection("read") as conn:
         items, total, capped = await executions.list_executions(
-            conn, status, limit, offset, after, parent_execution_id
+            conn, status, limit, offset, after, parent_execution_id, path
         )
     last = items[-1] if len(items) == limit else None
     following = paging.encode(last["created_at"].isoformat(), str(last["execution_id"])) if last else None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from noetl.cli.main import build_parser
+from noetl.cli.parser import build_parser
 from noetl.cli.submit import build_request, print_outcome
 from noetl.errors import ConfigError
 from noetl.tools.flags import parse_value

@@ -106,3 +106,16 @@ def test_unexpected_exits_trigger_one_stop(tmp_path: Path) -> None:
     for _ in range(CRASH_LIMIT + 2):
         assert other.handle({"eventname": "PROCESS_STATE_EXITED"}, expected_exit) == OK
     assert stopped == [True]
+
+
+def test_headers_read_as_supervisor_s_childutils_reads_them() -> None:
+    from supervisor import childutils
+
+    from noetl.supervisor.listener import header_fields
+
+    for line in (
+        "ver:3.0 server:supervisor serial:21 pool:listener poolserial:10 eventname:PROCESS_LOG_STDOUT len:54",
+        "processname:worker_00 groupname:workers from_state:STARTING pid:4223",
+        "",
+    ):
+        assert header_fields(line) == childutils.get_headers(line)

@@ -68,7 +68,10 @@ def test_supervisor_parses_it_as_intended(role: str, tmp_path: Path) -> None:
         assert groups["workers"].priority > groups["server"].priority > groups["listener"].priority
     argv = argv_of(options)
     if "server" in argv:
-        assert argv["server"] == [PYTHON, "-m", "noetl.server", "--host", "0.0.0.0", "--port", "8082"]
+        assert argv["server"] == [
+            *(PYTHON, "-m", "noetl.supervisor.entry", "noetl.server"),
+            *("--host", "0.0.0.0", "--port", "8082"),
+        ]
     for process in [p for name in expected_groups for p in groups[name].process_configs]:
         assert process.stopasgroup and process.killasgroup
         assert process.stopsignal == 15
@@ -113,7 +116,7 @@ def test_control_credentials_are_new_for_every_run() -> None:
 
 def test_max_stop_seconds_covers_the_longest_group_and_the_listener() -> None:
     settings = load_settings({**ENV, "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
-    # workers stop in parallel (20), then the server (10), the listener (2), a tick for each and the exit.
+    # workers in parallel (20), then the server (10), the listener (2), a 1 s margin for each and the exit.
     assert max_stop_seconds(settings) == 20 + 10 + 2 + 4
     server_only = load_settings({**ENV, "NOETL_ROLE": "server", "NOETL_STOP_TIMEOUT": "10"})
     assert max_stop_seconds(server_only) == 10 + 2 + 3
@@ -156,5 +159,5 @@ def test_embedded_plan_follows_what_is_configured() -> None:
 
 def test_max_stop_seconds_counts_the_embedded_services_group() -> None:
     settings = load_settings({"HOME": "/h", "NOETL_STOP_TIMEOUT": "10", "NOETL_WORKER_STOP_TIMEOUT": "20"})
-    # workers (20) + server (10) + services (10) + listener (2), a tick for each and one for the exit.
+    # workers (20) + server (10) + services (10) + listener (2), a 1 s margin for each and for the exit.
     assert max_stop_seconds(settings) == 20 + 10 + 10 + 2 + 5

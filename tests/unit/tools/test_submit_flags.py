@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noetl.cli.main import build_parser
+from noetl.cli.parser import build_parser
 from noetl.cli.submit import build_request
 from noetl.errors import ConfigError
 from noetl.tools.registry import parse_tool
