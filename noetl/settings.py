@@ -137,6 +137,15 @@ def _optional_text(raw: str) -> str | None:
 _UNSAFE_PATH_CHARS = set("\r\n\x00;%#[]\"'\\")
 
 
+def _module_names(raw: str) -> str:
+    """Comma-separated module import paths, kept as ``a,b.c`` (empty: none)."""
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise _Invalid(f"expected module names separated by commas (like pandas,numpy), not {name!r}")
+    return ",".join(dict.fromkeys(names))
+
+
 def _path(raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -282,6 +291,13 @@ FIELDS: dict[str, Field] = {
         _float_range(1, 3600),
         30.0,
         "Seconds a worker's claim on a command lasts without a heartbeat (it heartbeats every third).",
+    ),
+    "python_preload": Field(
+        "NOETL_PYTHON_PRELOAD",
+        _module_names,
+        "",
+        "Modules (comma-separated) each worker imports once in its warm python template, so that "
+        "python commands start with them already imported; none by default.",
     ),
     "process_name": Field(
         "SUPERVISOR_PROCESS_NAME",
@@ -441,6 +457,7 @@ class Settings:
     stop_timeout: int
     worker_stop_timeout: int
     worker_lease: float
+    python_preload: str
     process_name: str | None
     enable_ui: bool
     log_level: str

@@ -61,6 +61,34 @@ def default_usage() -> Callable[[int], Usage | None]:
     return proc_usage if os.path.exists("/proc/self/statm") else psutil_usage
 
 
+def templates_rss(pid: int, usage: Callable[[int], Usage | None]) -> int:
+    """The RSS of a worker's warm templates (its children that fork its python and duckdb
+    commands): counted in the worker's. Found through /proc (Linux, where templates run)."""
+    from noetl.tools.warm_mark import is_template
+
+    total = 0
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children", encoding="ascii") as fh:
+                children = [int(child) for child in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+        for child in children:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as fh:
+                    cmdline = fh.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            found = usage(child) if is_template(cmdline) else None
+            if found is not None:
+                total += found[0]
+    return total
+
+
 def rows(
     infos: Iterable[dict[str, Any]],
     now: float | None = None,
@@ -77,6 +105,7 @@ def rows(
             found = usage(pid)
             if found is not None:
                 rss, cpu_seconds, started = found
+                rss += templates_rss(pid, usage)
                 cpu = 100.0 * cpu_seconds / max(now - started, 1e-3)
         result.append(
             Row(

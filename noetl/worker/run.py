@@ -14,7 +14,8 @@ from typing import TypeVar
 from noetl.errors import EXIT_OK
 from noetl.settings import Settings
 from noetl.tokens import ensure_tokens
-from noetl.tools import keeper
+from noetl.tools import keeper, warm
+from noetl.tools import python as python_tool
 from noetl.tools.base import use_pidfd_watcher
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import Notices
@@ -78,12 +79,12 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
     api = ServerApi(settings.server_url, ensure_tokens(settings).worker_token)
     notices = Notices(settings, name=identity.worker_id)
     budget = drain_budget(settings.worker_stop_timeout)
+    base_env = tool_environment(environ)
+    python_tool.warm_up(base_env, settings.python_preload)  # the template imports while we register
     work = WorkerLoop(
         notices,
         api,
-        JobSettings(
-            worker_id=identity.worker_id, lease=settings.worker_lease, base_env=tool_environment(environ)
-        ),
+        JobSettings(worker_id=identity.worker_id, lease=settings.worker_lease, base_env=base_env),
         settings.worker_concurrency,
         stop,
         budget,
@@ -124,6 +125,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
             await registry.deregister(until=until)
         await notices.close(timeout=max(0.1, until - time.monotonic()))
         await api.close()
+        warm.stop_all()
         keeper.install(None)
         guard.close()  # kills what a release could not stop in time: no tool outlives its worker
         log.info("worker %s stopped", identity.worker_id)

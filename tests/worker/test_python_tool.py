@@ -154,3 +154,13 @@ def test_a_fifo_planted_at_the_answer_file_does_not_block_the_worker() -> None:
     outcome = python(code, timeout=5)
     assert not outcome.ok
     assert outcome.error == "the answer file was replaced by something other than a file; not read"
+
+
+def test_a_large_result_comes_back_whole_and_one_past_the_limit_fails_readably() -> None:
+    from noetl.tools.child import ANSWER_LIMIT
+
+    big = python("result = 'x' * 200_000")  # read in a thread: over what is read on the loop
+    assert big.result == "x" * 200_000
+    too_big = python(f"result = 'x' * {ANSWER_LIMIT}")
+    size = ANSWER_LIMIT + len('{"result": ""}')
+    assert too_big.error == f"the answer is {size} bytes of JSON; the limit is {ANSWER_LIMIT}"
