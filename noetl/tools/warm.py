@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from noetl.tools import keeper
 from noetl.tools.base import OUTPUT_LIMIT, Captured, ToolError, kill_group
 from noetl.tools.warm_mark import MARK
 
@@ -245,7 +246,16 @@ class Template:
             feed = asyncio.ensure_future(_feed(in_w, stdin, ours))
             readers = [asyncio.ensure_future(out.read(out_r)), asyncio.ensure_future(err.read(err_r))]
             exited = asyncio.ensure_future(_message(channel, "exit"))
-            timed_out = await self._wait(pid, exited, [feed, *readers], deadline)
+            # The command dies with its template, and the template with the worker; what the
+            # command started in its group does not: the worker's keeper kills that group.
+            guard = keeper.current()
+            if guard is not None:
+                guard.watch(pid)
+            try:
+                timed_out = await self._wait(pid, exited, [feed, *readers], deadline)
+            finally:
+                if guard is not None:
+                    guard.forget(pid)
             code = exited.result() if exited.done() and not exited.cancelled() else None
             gone = code is None and not timed_out
             if gone:
