@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.ledger import Ledger
+from tests.faults.rig import Rig, running_rig
 from tests.services import Nats, Postgres, nats_server, postgres_server
 from tests.stack import Stack
 
@@ -54,3 +56,25 @@ def stack(tmp_path: Path, own_pg: Postgres, own_nats: Nats) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    """The test's side-effect files, where the workers' user can write them."""
+    # Not under tmp_path: pytest makes its base directory 0700 again whenever a session starts.
+    with tempfile.TemporaryDirectory(prefix="noetl-ledger-") as tmp:
+        yield Ledger(Path(tmp))
+
+
+@pytest.fixture(scope="module")
+def module_rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One rig per module, its workers' lease the module's ``LEASE``."""
+    with running_rig(tmp_path_factory.mktemp("rig"), lease=float(request.module.LEASE)) as found:
+        yield found
+
+
+@pytest.fixture
+def rig(module_rig: Rig) -> Rig:
+    """The module's rig with everything running again and no call held."""
+    module_rig.heal()
+    return module_rig
