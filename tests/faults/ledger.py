@@ -294,7 +294,9 @@ class Load:
         raise AssertionError(f"not settled after {timeout}s: {dict(counts)} (accepted {len(self.accepted)})")
 
     def verdicts(self) -> list[Verdict]:
-        return [judge(self.get(f"/api/executions/{eid}"), self.ledger) for eid in self.all_execution_ids()]
+        """The verdict of every command execution (playbooks' are judged by ``steps``)."""
+        views = (self.get(f"/api/executions/{eid}") for eid in self.all_execution_ids())
+        return [judge(view, self.ledger) for view in views if view.get("path") is None]
 
     def audit(self) -> list[Verdict]:
         """The rule over every execution the database holds, and the books between tries and

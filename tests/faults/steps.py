@@ -11,6 +11,7 @@ iteration, one ``playbook.completed``.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -95,13 +96,20 @@ class StepVerdict:
 
 def judge_steps(rig: Rig, execution_id: str, token: str) -> dict[str, StepVerdict]:
     """Every step command's verdict, by ledger name; asserts the engine's counts and the rule."""
+    return judge_playbook(rig.cluster.env, rig.ledger, execution_id, token)
+
+
+def judge_playbook(
+    pg_env: dict[str, str], ledger: Ledger, execution_id: str, token: str
+) -> dict[str, StepVerdict]:
+    """``judge_steps`` on the database of ``pg_env`` (POSTGRES_* variables)."""
     commands = pg_fetch(
-        rig.cluster.env,
+        pg_env,
         "SELECT command_id, step, iteration, status, lost_leases FROM noetl.commands WHERE execution_id = $1",
         _uuid(execution_id),
     )
     events = pg_fetch(
-        rig.cluster.env,
+        pg_env,
         "SELECT command_id, type, attempt, node_name, (payload ->> 'iteration')::int AS iteration "
         "FROM noetl.events WHERE execution_id = $1",
         _uuid(execution_id),
@@ -113,7 +121,7 @@ def judge_steps(rig: Rig, execution_id: str, token: str) -> dict[str, StepVerdic
         started = [e["attempt"] for e in mine if e["type"] == "started"]
         released = sum(1 for e in mine if e["type"] == "released")
         completed = sum(1 for e in mine if e["type"] == "completed")
-        runs = rig.ledger.runs(f"{token}.{name}")
+        runs = ledger.runs(f"{token}.{name}")
         problem = beyond_bound(runs, started, cmd["lost_leases"], released)
         if cmd["status"] != "completed" or completed != 1 or runs < 1:
             problem = f"{cmd['status']} with {completed} completed events and {runs} runs"
@@ -129,12 +137,5 @@ def judge_steps(rig: Rig, execution_id: str, token: str) -> dict[str, StepVerdic
     return verdicts
 
 
-def _uuid(text: str) -> Any:
-    import uuid
-
+def _uuid(text: str) -> uuid.UUID:
     return uuid.UUID(text)
-
-
-def ledger_names(ledger: Ledger, token: str) -> set[str]:
-    """The ledger names the execution's steps wrote."""
-    return {p.name.removeprefix(f"{token}.") for p in ledger.root.glob(f"{token}.*")}

@@ -75,6 +75,7 @@ def test_sigkill_a_worker_mid_command(stack: Stack, ledger: Ledger) -> None:
     assert tree.survivors() == []
 
 
+@pytest.mark.slow  # the server's kill at each phase is in make test: test_phases_server.py
 def test_sigkill_the_server_mid_load(stack: Stack, ledger: Ledger) -> None:
     stack.env["NOETL_WORKER_LEASE"] = "20"  # longer than the server's restart under load
     stack.start()

@@ -18,7 +18,7 @@ from tests.faults.tree import TreeWatch
 from tests.services import Nats, Postgres, wait_until
 from tests.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 LEASE = "20"
 

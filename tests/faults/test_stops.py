@@ -23,7 +23,7 @@ from tests.faults.tree import TreeWatch, commands_below
 from tests.services import Nats, Postgres
 from tests.stack import Stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 # Longer than the workers' drain (NOETL_WORKER_STOP_TIMEOUT=6 gives 4.8 s): released, not finished.
 LONG = 10
