@@ -6,6 +6,7 @@
 | during the tool                        | ran once: heartbeats fail while it is away, then go on         |
 | between the tool's end and its report  | ran once: the report is retried until the server is back       |
 | after the report, before its answer    | ran once, recorded once: the retried report is a repeat        |
+| after a submission, before its answer  | the lost try exists beside the retry: two tokens, each ran once |
 
 The server's state is PostgreSQL's, so nothing is lost with it; what the worker saw is in the
 gate: calls cut while the server was away (``dropped``), and every call it retried. The outage
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.faults.ledger import Load
 from tests.faults.rig import Rig
 from tests.services import wait_until
 
@@ -86,3 +88,30 @@ def test_killed_after_the_report_before_its_answer(rig: Rig) -> None:
     assert (verdict.runs, verdict.completed_events, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)
     # The worker sent its result twice; the second was recognised as a repeat, not stored again.
     wait_until(lambda: rig.gate.count("/events", "completed") == reports + 2, 30, "the retried report")
+
+
+def test_killed_after_a_submission_before_its_answer(rig: Rig) -> None:
+    # The client submits through the gate too: the server commits the execution, then dies.
+    held = rig.gate.hold("/api/executions", "answer")
+    load = Load(rig.gate.url, rig.ledger)
+    client = load.in_background([lambda token: rig.ledger.shell(token)], pace=0)
+    held.wait(30)
+    rig.kill_server()
+    held.drop()
+    rig.cluster.start_server()
+    client.join(60)
+    assert not client.is_alive()
+
+    # The client tried again (a new try, a new token) until it got an answer. Every try whose
+    # answer was lost is known by its token: the first was created all the same, the ones
+    # while the server was down were not. Nothing is a duplicate, and each execution ran once.
+    (accepted,) = load.accepted
+    assert load.unanswered and accepted not in load.unanswered
+    verdicts = {v.token: v for v in load.verdicts() if v.token in {accepted, *load.unanswered}}
+    created_lost = set(verdicts) & load.unanswered
+    assert len(created_lost) == 1, verdicts  # the try whose answer died with the server
+    for token in (accepted, *created_lost):
+        rig.cluster.wait_finished([verdicts[token].execution_id], timeout=60)
+    verdicts = {v.token: v for v in load.verdicts() if v.token in {accepted, *load.unanswered}}
+    assert all(v.problem is None and v.runs == 1 for v in verdicts.values()), verdicts
+    assert {t for t in load.unanswered if rig.ledger.runs(t)} == created_lost
