@@ -1,8 +1,13 @@
-"""Fixtures of the fault suite: a `noetl run` on PostgreSQL and NATS servers the test may stop.
+"""Fixtures of the fault suite.
 
-Each test gets its own PostgreSQL (never the session's, which other tests share) and its own
-NATS, both restartable on the same port and data. Leases and the reaper are short so that a
-killed worker's command comes back within seconds; the suite bounds every wait.
+- ``stack``: a `noetl run` (two workers, short leases) on a PostgreSQL and a NATS of the test's
+  own (``own_pg``, ``own_nats``), which the test may crash and start again on the same data;
+- ``ledger``: the side-effect files the suite's commands write (``ledger.Ledger``);
+- ``rig``: a server and one worker behind a ``gate.Gate``, on their own PostgreSQL and NATS, one
+  per module (its workers' lease is the module's ``LEASE``), healed before each test.
+
+Leases and the reaper are short so that a killed worker's command comes back within seconds; the
+suite bounds every wait.
 """
 
 from __future__ import annotations

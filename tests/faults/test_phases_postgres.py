@@ -14,6 +14,8 @@ log shows crash recovery on each start. The outage is shorter than the lease (20
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.faults.crash import crash_postgres, recoveries
@@ -24,10 +26,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 LEASE = 20  # seconds: longer than PostgreSQL's crash recovery on a loaded machine
 
 
-def crash_and_recover(rig: Rig, suffix: str) -> None:
-    """Crash PostgreSQL, wait until a worker call to ``suffix`` got 503, start it again (recovery)."""
+def crash_and_recover(rig: Rig, suffix: str, then: Callable[[], None] = lambda: None) -> None:
+    """Crash PostgreSQL, ``then`` (let a held call go on), wait until a worker call to ``suffix``
+    got 503, and start PostgreSQL again: it recovers from its WAL."""
     before = recoveries(rig.pg)
     crash_postgres(rig.pg)
+    then()
     rig.wait_gate(suffix, 503)
     rig.pg.start()
     assert recoveries(rig.pg) == before + 1  # it was a crash: PostgreSQL recovered from its WAL
@@ -38,12 +42,7 @@ def test_crashed_with_the_claim_on_its_way(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
     held.wait(30)
-    before = recoveries(rig.pg)
-    crash_postgres(rig.pg)
-    held.release()
-    rig.wait_gate("/claim", 503)
-    rig.pg.start()
-    assert recoveries(rig.pg) == before + 1
+    crash_and_recover(rig, "/claim", then=held.release)
 
     verdict, _ = rig.verdict(execution_id)
     assert (verdict.runs, verdict.started, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)
@@ -64,12 +63,7 @@ def test_crashed_between_the_tool_end_and_its_report(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.python(token))
     held.wait(30)
-    before = recoveries(rig.pg)
-    crash_postgres(rig.pg)
-    held.release()
-    rig.wait_gate("/events", 503)
-    rig.pg.start()
-    assert recoveries(rig.pg) == before + 1
+    crash_and_recover(rig, "/events", then=held.release)
 
     verdict, view = rig.verdict(execution_id)
     assert (verdict.runs, verdict.started, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)
