@@ -210,6 +210,7 @@ class Soak:
             "commands": len(verdicts),
             "commands_accepted": len(self.load.accepted),
             "commands_unanswered_tries": len(self.load.unanswered),
+            "commands_unanswered_created": len(verdicts) - len(self.load.accepted),
             "commands_by_status": dict(Counter(v.status for v in verdicts)),
             "command_runs": {str(k): n for k, n in sorted(runs_summary(verdicts).items())},
             "command_lost_leases": sum(v.lost_leases for v in verdicts),
@@ -280,6 +281,7 @@ def main() -> int:
                         flush=True,
                     )
                 time.sleep(0.5)
+            loaded = time.monotonic() - started
             soak.stop.set()
             for feeder in feeders:
                 feeder.join(180)
@@ -290,6 +292,7 @@ def main() -> int:
             soak.stop.set()
             stack.stop()
         figures.update(
+            load_minutes=round(loaded / 60, 1),
             minutes=round((time.monotonic() - started) / 60, 1),
             kills=dict(soak.kills),
             postgres_crash_recoveries=recoveries(pg),

@@ -206,6 +206,8 @@ class Load:
     unanswered: set[str] = field(default_factory=set)  # tokens of tries whose answer never came
     refused: int = 0  # tries answered 503 or not at all (the outage, as clients saw it)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # One client for every call (threads share it): a new one per call costs a TLS context each.
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10, auth=RouteAuth()))
 
     def submit(self, work: Work, patience: float = 90, timeout: float = 120) -> str:
         """Submit one command, trying again (with a new token) while the server is away; the
@@ -215,7 +217,7 @@ class Load:
             token = self.ledger.token()
             body = {"tool": work(token), "timeout": timeout, "max_attempts": 3}
             try:
-                response = httpx.post(f"{self.url}/api/executions", json=body, timeout=10, auth=RouteAuth())
+                response = self._http.post(f"{self.url}/api/executions", json=body)
             except httpx.TransportError:
                 response = None
             if response is not None and response.status_code == 201:
@@ -249,7 +251,7 @@ class Load:
         return thread
 
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10, auth=RouteAuth())
+        response = self._http.get(f"{self.url}{path}")
         response.raise_for_status()
         return response.json()
 
@@ -273,7 +275,7 @@ class Load:
 
     def command_counts(self) -> Counter[str]:
         """Commands by status, from the server's metrics."""
-        response = httpx.get(f"{self.url}/metrics", timeout=10, auth=RouteAuth())
+        response = self._http.get(f"{self.url}/metrics")
         response.raise_for_status()
         found = re.findall(r'^noetl_commands\{status="(\w+)"\} ([0-9.]+)$', response.text, re.MULTILINE)
         return Counter({status: int(float(n)) for status, n in found})
