@@ -84,7 +84,7 @@ class Rig:
         execution_id, _ = self.cluster.submit(tool, timeout=120, max_attempts=max_attempts)
         return execution_id
 
-    def verdict(self, execution_id: str, timeout: float = 90) -> tuple[Verdict, dict[str, Any]]:
+    def verdict(self, execution_id: str, timeout: float = 150) -> tuple[Verdict, dict[str, Any]]:
         """Wait for the execution to end; what the record and the ledger say (the rule checked)."""
         view = self.cluster.wait_finished([execution_id], timeout=timeout)[execution_id]
         verdict = judge(view, self.ledger)
@@ -119,7 +119,7 @@ class Rig:
         )
         return response.status_code
 
-    def wait_gate(self, suffix: str, status: int, timeout: float = 30) -> None:
+    def wait_gate(self, suffix: str, status: int, timeout: float = 60) -> None:
         """Wait until the server answered a call ending with ``suffix`` with ``status``."""
 
         def seen() -> bool:

@@ -76,7 +76,7 @@ def run(rig: Rig, content: str, extra: dict[str, Any] | None = None) -> tuple[st
     return str(body["execution_id"]), token
 
 
-def wait_ended(rig: Rig, execution_id: str, timeout: float = 90) -> dict[str, Any]:
+def wait_ended(rig: Rig, execution_id: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (view := rig.cluster.execution(execution_id))["status"] == "RUNNING":
         assert time.monotonic() < deadline, view

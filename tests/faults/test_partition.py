@@ -18,7 +18,7 @@ from tests.faults.rig import WORKER, Rig
 from tests.faults.tree import commands_below
 from tests.services import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 3
 LONG = 60  # the first run's work: far longer than the test, so only the lost lease can stop it
@@ -36,7 +36,7 @@ def test_a_partition_longer_than_the_lease(rig: Rig) -> None:
             "command": f'echo $$ >> {path}; [ "$(wc -l < {path})" -gt 1 ] || sleep {LONG}',
         }
         execution_id = rig.submit(tool)
-        rig.ledger.wait_runs(token, 1, timeout=30)
+        rig.ledger.wait_runs(token, 1, timeout=60)
         cut_at = time.monotonic()
         rig.gate.partition(True)
         link.cut()
@@ -52,7 +52,7 @@ def test_a_partition_longer_than_the_lease(rig: Rig) -> None:
 
         rig.gate.partition(False)
         link.mend()
-        wait_until(lambda: "lease lost" in rig.output(), 30, "the cut-off worker learning of it")
+        wait_until(lambda: "lease lost" in rig.output(), 60, "the cut-off worker learning of it")
         wait_until(
             lambda: not commands_below(rig.cluster.workers[WORKER].pid, f"sleep {LONG}"),
             10,

@@ -19,7 +19,7 @@ from tests.faults.crash import crash_nats
 from tests.faults.rig import WORKER, Rig
 from tests.services import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 20
 
@@ -33,15 +33,15 @@ def crash_and_return(rig: Rig) -> None:
     worker to reconnect."""
     down, up = lines(rig, "nats: disconnected"), lines(rig, "nats: reconnected")
     crash_nats(rig.nats)
-    wait_until(lambda: lines(rig, "nats: disconnected") > down, 15, "the worker noticing")
+    wait_until(lambda: lines(rig, "nats: disconnected") > down, 45, "the worker noticing")
     rig.nats.start()
-    wait_until(lambda: lines(rig, "nats: reconnected") > up, 30, "the worker reconnecting")
+    wait_until(lambda: lines(rig, "nats: reconnected") > up, 60, "the worker reconnecting")
 
 
 def test_crashed_before_the_notice_is_sent(rig: Rig) -> None:
     down = lines(rig, "nats: disconnected", "server")
     crash_nats(rig.nats)
-    wait_until(lambda: lines(rig, "nats: disconnected", "server") > down, 15, "the server noticing")
+    wait_until(lambda: lines(rig, "nats: disconnected", "server") > down, 45, "the server noticing")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))  # accepted: the notice waits in the outbox
     assert rig.cluster.execution(execution_id)["commands"][0]["published_at"] is None
@@ -55,10 +55,10 @@ def test_crashed_with_the_claim_on_its_way(rig: Rig) -> None:
     held = rig.gate.hold("/claim", "request")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)
+    held.wait(60)
     down = lines(rig, "nats: disconnected")
     crash_nats(rig.nats)
-    wait_until(lambda: lines(rig, "nats: disconnected") > down, 15, "the worker noticing")
+    wait_until(lambda: lines(rig, "nats: disconnected") > down, 45, "the worker noticing")
     held.release()
     verdict, _ = rig.verdict(execution_id)  # the whole command ran with NATS down
     assert (verdict.runs, verdict.started, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)
@@ -68,7 +68,7 @@ def test_crashed_with_the_claim_on_its_way(rig: Rig) -> None:
 def test_crashed_during_the_tool(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token, seconds=3))
-    rig.ledger.wait_runs(token, 1, timeout=30)
+    rig.ledger.wait_runs(token, 1, timeout=60)
     crash_and_return(rig)
 
     verdict, _ = rig.verdict(execution_id)
@@ -79,10 +79,10 @@ def test_crashed_after_the_report_before_the_ack(rig: Rig) -> None:
     held = rig.gate.hold("/events", "answer", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)
+    held.wait(60)
     down = lines(rig, "nats: disconnected")
     crash_nats(rig.nats)
-    wait_until(lambda: lines(rig, "nats: disconnected") > down, 15, "the worker noticing")
+    wait_until(lambda: lines(rig, "nats: disconnected") > down, 45, "the worker noticing")
     held.release()  # the worker acks into a dead connection
     verdict, _ = rig.verdict(execution_id)
     assert (verdict.runs, verdict.completed_events, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)

@@ -19,7 +19,7 @@ from tests.faults.steps import judge_steps, playbook, run, step, wait_ended
 from tests.server.conftest import pg_fetch
 from tests.services import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 LEASE = 3  # a killed worker's lease expires soon
 LONG_LEASE = 20  # longer than a restart of the server: for the server's kills
@@ -56,18 +56,18 @@ LOOP = playbook(
 def test_server_killed_between_a_step_end_and_the_next_dispatch(rig: Rig) -> None:
     rig.use_lease(LONG_LEASE)
     execution_id, token = run(rig, CHAIN)
-    rig.ledger.wait_runs(f"{token}.start", 1, timeout=30)
+    rig.ledger.wait_runs(f"{token}.start", 1, timeout=60)
     held = rig.gate.hold("/events", "request", "completed")
-    held.wait(30)
+    held.wait(60)
     # NATS away first, so that the next step's notice cannot leave before the server dies.
     down = rig.cluster.output("server").count("nats: disconnected")
     crash_nats(rig.nats)
     wait_until(
-        lambda: rig.cluster.output("server").count("nats: disconnected") > down, 15, "the server noticing"
+        lambda: rig.cluster.output("server").count("nats: disconnected") > down, 45, "the server noticing"
     )
     reports = rig.gate.count("/events", "completed")
     held.release()
-    wait_until(lambda: rig.gate.count("/events", "completed") > reports, 30, "start's end committed")
+    wait_until(lambda: rig.gate.count("/events", "completed") > reports, 60, "start's end committed")
     (b,) = pg_fetch(
         rig.cluster.env,
         "SELECT status, published_at FROM noetl.commands WHERE execution_id = $1 AND step = 'b'",
@@ -86,9 +86,9 @@ def test_server_killed_between_a_step_end_and_the_next_dispatch(rig: Rig) -> Non
 
 def test_worker_killed_between_a_step_end_and_its_report(rig: Rig) -> None:
     execution_id, token = run(rig, CHAIN)
-    rig.ledger.wait_runs(f"{token}.start", 1, timeout=30)
+    rig.ledger.wait_runs(f"{token}.start", 1, timeout=60)
     held = rig.gate.hold("/events", "request", "completed")
-    held.wait(30)
+    held.wait(60)
     rig.kill_worker()
     held.drop()
     rig.start_worker()
@@ -106,8 +106,8 @@ def test_worker_killed_between_a_step_end_and_its_report(rig: Rig) -> None:
 
 def test_worker_killed_during_a_fan_in(rig: Rig) -> None:
     execution_id, token = run(rig, FAN_IN)
-    rig.ledger.wait_runs(f"{token}.a1", 1, timeout=30)
-    rig.ledger.wait_runs(f"{token}.b2", 1, timeout=30)  # both branches' last steps are running
+    rig.ledger.wait_runs(f"{token}.a1", 1, timeout=60)
+    rig.ledger.wait_runs(f"{token}.b2", 1, timeout=60)  # both branches' last steps are running
     rig.kill_worker()
     rig.start_worker()
 
@@ -121,11 +121,11 @@ def test_worker_killed_during_a_fan_in(rig: Rig) -> None:
 def test_server_killed_with_both_branch_ends_in_flight(rig: Rig) -> None:
     rig.use_lease(LONG_LEASE)
     execution_id, token = run(rig, FAN_IN)
-    rig.ledger.wait_runs(f"{token}.b2", 1, timeout=30)  # b1 has ended; a1 and b2 are running
+    rig.ledger.wait_runs(f"{token}.b2", 1, timeout=60)  # b1 has ended; a1 and b2 are running
     first = rig.gate.hold("/events", "request", "completed")
     second = rig.gate.hold("/events", "request", "completed")
-    first.wait(30)
-    second.wait(30)
+    first.wait(60)
+    second.wait(60)
     rig.kill_server()
     first.drop()
     second.drop()
@@ -143,10 +143,10 @@ def test_worker_and_server_killed_in_a_parallel_loop(rig: Rig) -> None:
     def ran() -> int:
         return sum(rig.ledger.runs(f"{token}.start.{i}") for i in range(ITEMS))
 
-    wait_until(lambda: ran() >= 5, 60, "a second round of iterations begun")
+    wait_until(lambda: ran() >= 5, 120, "a second round of iterations begun")
     rig.kill_worker()  # with up to 4 iterations running
     rig.start_worker()
-    wait_until(lambda: ran() >= 10, 60, "the loop going on")
+    wait_until(lambda: ran() >= 10, 120, "the loop going on")
     rig.kill_server()
     rig.cluster.start_server()
 

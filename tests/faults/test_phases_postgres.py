@@ -21,7 +21,7 @@ import pytest
 from tests.faults.crash import crash_postgres, recoveries
 from tests.faults.rig import Rig
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 20  # seconds: longer than PostgreSQL's crash recovery on a loaded machine
 
@@ -41,7 +41,7 @@ def test_crashed_with_the_claim_on_its_way(rig: Rig) -> None:
     held = rig.gate.hold("/claim", "request")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)
+    held.wait(60)
     crash_and_recover(rig, "/claim", then=held.release)
 
     verdict, _ = rig.verdict(execution_id)
@@ -51,7 +51,7 @@ def test_crashed_with_the_claim_on_its_way(rig: Rig) -> None:
 def test_crashed_during_the_tool(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token, seconds=4))
-    rig.ledger.wait_runs(token, 1, timeout=30)
+    rig.ledger.wait_runs(token, 1, timeout=60)
     crash_and_recover(rig, "/heartbeat")
 
     verdict, _ = rig.verdict(execution_id)
@@ -62,7 +62,7 @@ def test_crashed_between_the_tool_end_and_its_report(rig: Rig) -> None:
     held = rig.gate.hold("/events", "request", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.python(token))
-    held.wait(30)
+    held.wait(60)
     crash_and_recover(rig, "/events", then=held.release)
 
     verdict, view = rig.verdict(execution_id)
@@ -74,7 +74,7 @@ def test_crashed_after_the_report_was_committed(rig: Rig) -> None:
     held = rig.gate.hold("/events", "answer", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.python(token))
-    held.wait(30)  # committed: the server answered 200
+    held.wait(60)  # committed: the server answered 200
     before = recoveries(rig.pg)
     crash_postgres(rig.pg)
     held.release()

@@ -21,7 +21,7 @@ from tests.faults.ledger import Load
 from tests.faults.rig import Rig
 from tests.services import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 20  # seconds: longer than a restart of the server on a loaded machine
 
@@ -31,7 +31,7 @@ def test_killed_after_the_claim_before_its_answer(rig: Rig) -> None:
     held = rig.gate.hold("/claim", "answer")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)  # the claim is committed; its answer dies with the server
+    held.wait(60)  # the claim is committed; its answer dies with the server
     rig.kill_server()
     held.drop()
     rig.cluster.start_server()
@@ -46,11 +46,11 @@ def test_killed_after_the_claim_before_its_answer(rig: Rig) -> None:
 def test_killed_during_the_tool(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token, seconds=4))
-    rig.ledger.wait_runs(token, 1, timeout=30)
+    rig.ledger.wait_runs(token, 1, timeout=60)
     cut = rig.gate.dropped
     rig.kill_server()
     # Noticed: a heartbeat (every second) finds no server.
-    wait_until(lambda: rig.gate.dropped > cut, 15, "a worker call cut by the outage")
+    wait_until(lambda: rig.gate.dropped > cut, 45, "a worker call cut by the outage")
     rig.cluster.start_server()
 
     verdict, _ = rig.verdict(execution_id)
@@ -62,11 +62,11 @@ def test_killed_between_the_tool_end_and_its_report(rig: Rig) -> None:
     held = rig.gate.hold("/events", "request", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.python(token))
-    held.wait(30)
+    held.wait(60)
     rig.kill_server()
     cut = rig.gate.dropped
     held.release()  # the report meets no server: cut, and retried
-    wait_until(lambda: rig.gate.dropped > cut, 15, "the report cut by the outage")
+    wait_until(lambda: rig.gate.dropped > cut, 45, "the report cut by the outage")
     rig.cluster.start_server()
 
     verdict, view = rig.verdict(execution_id)
@@ -79,7 +79,7 @@ def test_killed_after_the_report_before_its_answer(rig: Rig) -> None:
     held = rig.gate.hold("/events", "answer", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)  # the completion is committed; its answer dies with the server
+    held.wait(60)  # the completion is committed; its answer dies with the server
     rig.kill_server()
     held.drop()
     rig.cluster.start_server()
@@ -87,7 +87,7 @@ def test_killed_after_the_report_before_its_answer(rig: Rig) -> None:
     verdict, _ = rig.verdict(execution_id)
     assert (verdict.runs, verdict.completed_events, verdict.attempts, verdict.lost_leases) == (1, 1, 1, 0)
     # The worker sent its result twice; the second was recognised as a repeat, not stored again.
-    wait_until(lambda: rig.gate.count("/events", "completed") == reports + 2, 30, "the retried report")
+    wait_until(lambda: rig.gate.count("/events", "completed") == reports + 2, 60, "the retried report")
 
 
 def test_killed_after_a_submission_before_its_answer(rig: Rig) -> None:
@@ -95,7 +95,7 @@ def test_killed_after_a_submission_before_its_answer(rig: Rig) -> None:
     held = rig.gate.hold("/api/executions", "answer")
     load = Load(rig.gate.url, rig.ledger)
     client = load.in_background([lambda token: rig.ledger.shell(token)], pace=0)
-    held.wait(30)
+    held.wait(60)
     rig.kill_server()
     held.drop()
     rig.cluster.start_server()

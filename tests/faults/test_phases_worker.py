@@ -18,7 +18,7 @@ import pytest
 
 from tests.faults.rig import Rig
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 3  # seconds: the killed worker's lease expires soon
 
@@ -29,7 +29,7 @@ def test_killed_between_the_report_and_the_ack(rig: Rig) -> None:
     held = rig.gate.hold("/events", "answer", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)
+    held.wait(60)
     rig.kill_worker()
     held.drop()
 
@@ -45,7 +45,7 @@ def test_killed_before_the_claim_answer(rig: Rig) -> None:
     held = rig.gate.hold("/claim", "answer")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token))
-    held.wait(30)  # the server applied the claim; the worker never hears of it
+    held.wait(60)  # the server applied the claim; the worker never hears of it
     rig.kill_worker()
     held.drop()
     rig.start_worker()
@@ -59,7 +59,7 @@ def test_killed_before_the_claim_answer(rig: Rig) -> None:
 def test_killed_during_the_tool(rig: Rig) -> None:
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.shell(token, seconds=2))
-    rig.ledger.wait_runs(token, 1, timeout=30)  # the tool has done its side effect and works on
+    rig.ledger.wait_runs(token, 1, timeout=60)  # the tool has done its side effect and works on
     rig.kill_worker()
     rig.start_worker()
 
@@ -75,7 +75,7 @@ def test_killed_between_the_tool_end_and_its_report(rig: Rig) -> None:
     held = rig.gate.hold("/events", "request", "completed")
     token = rig.ledger.token()
     execution_id = rig.submit(rig.ledger.python(token))
-    held.wait(30)  # the tool ended; its result is on the way
+    held.wait(60)  # the tool ended; its result is on the way
     rig.kill_worker()
     held.drop()
     rig.start_worker()
