@@ -35,7 +35,11 @@ run: $(VENV)/.installed-run ## Run the whole stack here (embedded PostgreSQL and
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the test suite (starts real supervisord, PostgreSQL and NATS)
-	$(BIN)/pytest -q -rs -m "not image"
+	$(BIN)/pytest -q -rs -m "not image and not slow"
+
+.PHONY: test-slow
+test-slow: $(VENV)/.installed-dev ## The minute-long fault scenarios under `noetl run` (not in make test; ~5 min)
+	$(BIN)/pytest -q -rs -m slow
 
 .PHONY: lint
 lint: $(VENV)/.installed-dev ## ruff and mypy
@@ -44,8 +48,12 @@ lint: $(VENV)/.installed-dev ## ruff and mypy
 	$(BIN)/mypy
 
 .PHONY: test-faults
-test-faults: $(VENV)/.installed-dev ## Only the fault-injection suite (also part of make test; a few minutes)
+test-faults: $(VENV)/.installed-dev ## The whole fault suite, slow scenarios included (~8 min)
 	$(BIN)/pytest -q tests/faults
+
+.PHONY: soak
+soak: $(VENV)/.installed-dev ## Mixed load for SOAK_MINUTES (30) with a random SIGKILL every 20 s; audits every side effect
+	SOAK_MINUTES=$${SOAK_MINUTES:-30} $(BIN)/python bench/soak.py
 
 .PHONY: bench
 bench: $(VENV)/.installed-dev ## Run the benchmarks in bench/, print one table (bench/results/*.json); a few minutes

@@ -1,8 +1,13 @@
-"""Fixtures of the fault suite: a `noetl run` on PostgreSQL and NATS servers the test may stop.
+"""Fixtures of the fault suite.
 
-Each test gets its own PostgreSQL (never the session's, which other tests share) and its own
-NATS, both restartable on the same port and data. Leases and the reaper are short so that a
-killed worker's command comes back within seconds; the suite bounds every wait.
+- ``stack``: a `noetl run` (two workers, short leases) on a PostgreSQL and a NATS of the test's
+  own (``own_pg``, ``own_nats``), which the test may crash and start again on the same data;
+- ``ledger``: the side-effect files the suite's commands write (``ledger.Ledger``);
+- ``rig``: a server and one worker behind a ``gate.Gate``, on their own PostgreSQL and NATS, one
+  per module (its workers' lease is the module's ``LEASE``), healed before each test.
+
+Leases and the reaper are short so that a killed worker's command comes back within seconds; the
+suite bounds every wait.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.ledger import Ledger
+from tests.faults.rig import Rig, running_rig
 from tests.services import Nats, Postgres, nats_server, postgres_server
 from tests.stack import Stack
 
@@ -54,3 +61,25 @@ def stack(tmp_path: Path, own_pg: Postgres, own_nats: Nats) -> Iterator[Stack]:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    """The test's side-effect files, where the workers' user can write them."""
+    # Not under tmp_path: pytest makes its base directory 0700 again whenever a session starts.
+    with tempfile.TemporaryDirectory(prefix="noetl-ledger-") as tmp:
+        yield Ledger(Path(tmp))
+
+
+@pytest.fixture(scope="module")
+def module_rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """One rig per module, its workers' lease the module's ``LEASE``."""
+    with running_rig(tmp_path_factory.mktemp("rig"), lease=float(request.module.LEASE)) as found:
+        yield found
+
+
+@pytest.fixture
+def rig(module_rig: Rig) -> Rig:
+    """The module's rig with everything running again and no call held."""
+    module_rig.heal()
+    return module_rig
