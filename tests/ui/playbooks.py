@@ -54,10 +54,12 @@ kind: Playbook
 metadata:
   name: ui_sleeps
   path: ui/sleeps
-  description: One step that sleeps for a minute
+  description: A step that sleeps for a minute, then another
 workflow:
   - step: start
     tool: {kind: shell, command: "sleep 60"}
+    next: after
+  - step: after
 """
 
 # Markup in a step's output, in a description and in a step's desc: shown as text, never run.

@@ -72,3 +72,11 @@ def test_a_long_when_is_cut_on_the_arc_and_whole_in_its_title() -> None:
     (edge,) = g.edges
     assert len(edge.label) == LABEL_MAX and edge.label.endswith("…")
     assert edge.title == cond
+
+
+def test_a_chain_longer_than_the_recursion_limit_is_laid_out_one_per_layer() -> None:
+    steps = "".join(f"  - step: {'start' if i == 0 else f's{i}'}\n    next: s{i + 1}\n" for i in range(1199))
+    g = layout(parse_playbook(HEAD + steps + "  - step: s1199\n"))
+    ys = [n.y for n in g.nodes]
+    assert len(ys) == 1200 and ys == sorted(ys) and len(set(ys)) == 1200
+    assert len(g.edges) == 1199 and not any(e.back for e in g.edges)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.auth import CLIENT_TOKEN, bearer
+from tests.auth import CLIENT_TOKEN, WORKER_TOKEN, bearer
 from tests.playbooks.conftest import Playbooks
 from tests.ui import playbooks
 
@@ -51,6 +51,11 @@ def test_pages_need_the_session_and_take_no_bearer_token(client: httpx.Client, s
     client.cookies.set("noetl_session", "abc.def")
     forged = client.get("/ui/catalog")
     assert forged.status_code == 303
+    # The workers' token is no login.
+    worker = client.post(
+        "/ui/login", data={"token": WORKER_TOKEN, "next": "/"}, headers={"Origin": stack.url}
+    )
+    assert worker.status_code == 401 and "set-cookie" not in worker.headers
     # Open without a session: the login form and the assets only.
     assert client.get("/ui/login").status_code == 200
     assert client.get("/ui/static/ui.js").status_code == 200
@@ -120,3 +125,15 @@ def test_a_bad_page_request_is_one_line_4xx(client: httpx.Client, stack: Playboo
     assert client.get("/ui/executions?cursor=garbage").status_code == 422
     unknown = client.get("/ui/catalog/no/such/playbook")
     assert unknown.status_code == 404 and "no playbook &#39;no/such/playbook&#39;" in unknown.text
+
+
+def test_a_submitted_command_shows_its_tool_and_result(client: httpx.Client, stack: Playbooks) -> None:
+    execution_id, _ = stack.submit({"kind": "shell", "command": "echo '<b>bold</b>'"})
+    assert stack.wait_finished([execution_id], 60)[execution_id]["status"] == "COMPLETED"
+    logged_in(client, stack)
+    page = client.get(f"/ui/executions/{execution_id}")
+    assert page.status_code == 200
+    assert "echo &#39;&lt;b&gt;bold&lt;/b&gt;&#39;" in page.text  # the tool, escaped
+    assert "&lt;b&gt;bold&lt;/b&gt;\\n" in page.text  # its result's stdout, escaped
+    assert "<b>bold</b>" not in page.text
+    assert 'id="graph"' not in page.text and "data-live=" not in page.text  # no steps; it has ended

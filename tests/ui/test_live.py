@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
 from tests.playbooks.conftest import Playbooks
 from tests.ui import playbooks
 from tests.ui.conftest import log_in, shot
@@ -83,7 +85,7 @@ def test_a_failed_step_shows_its_error(page: Any, stack: Playbooks) -> None:
     assert page.text_content("#exec-status") == "FAILED"
     assert node(page, "explode").get_attribute("data-status") == "failed"
     assert node(page, "start").get_attribute("data-status") == "done"
-    assert node(page, "end").get_attribute("data-status") == "pending"
+    assert node(page, "end").get_attribute("data-status") == "skipped"  # never reached
     node(page, "explode").click()
     page.wait_for_selector("#step-error")
     assert "the disk is full at /data (42 bytes left)" in page.text_content("#step-error")
@@ -112,6 +114,7 @@ def test_cancel_a_running_execution(page: Any, stack: Playbooks) -> None:
     assert stack.execution(execution_id)["status"] == "CANCELLED"
     assert node(page, "start").get_attribute("data-status") == "cancelled"
     assert page.locator("#cancel-form").count() == 0
+    assert node(page, "after").get_attribute("data-status") == "skipped"
 
 
 def test_markup_in_outputs_shows_as_text_and_never_runs(page: Any, stack: Playbooks) -> None:
@@ -133,3 +136,39 @@ def test_markup_in_outputs_shows_as_text_and_never_runs(page: Any, stack: Playbo
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#events script, #detail script, #events img, #detail img").count() == 0
     assert path == "ui/injects"
+
+
+def test_a_late_commit_and_a_cancel_from_elsewhere_reach_the_open_page(page: Any, stack: Playbooks) -> None:
+    execution_id = stack.execute(stack.register(playbooks.SLEEPS)["path"])
+    log_in(page)
+    page.goto(f"/ui/executions/{execution_id}")
+    page.wait_for_selector('g.node[data-step="start"][data-status="running"]')
+    env = stack.env
+    dsn = (
+        " ".join(
+            f"{key}={env[name]}"
+            for key, name in (("host", "POSTGRES_HOST"), ("port", "POSTGRES_PORT"), ("user", "POSTGRES_USER"))
+        )
+        + f" dbname={env['POSTGRES_DB']}"
+    )
+    insert = (
+        "INSERT INTO noetl.events (execution_id, type, node_name, status, payload) "
+        "VALUES (%s, 'step.enter', 'start', %s, '{}') RETURNING event_id"
+    )
+    with psycopg.connect(dsn) as slow, psycopg.connect(dsn, autocommit=True) as fast:
+        (late,) = slow.execute(insert, (execution_id, "LATE")).fetchone()  # its transaction stays open
+        (early,) = fast.execute(insert, (execution_id, "EARLY")).fetchone()
+        assert late < early
+        page.wait_for_selector("#events td:text-is('EARLY')")
+        slow.commit()
+    page.wait_for_selector("#events td:text-is('LATE')")
+    ids = [int(t) for t in page.locator("#events tbody tr td:first-child").all_text_contents()]
+    assert ids == sorted(ids) and ids.count(late) == 1 and ids.count(early) == 1
+    # Cancelled elsewhere (the API): the page follows, and the step never reached shows skipped.
+    page.evaluate("window.__marker = 'same page'")
+    assert stack.api("POST", f"/api/executions/{execution_id}/cancel", {})[0] == 200
+    page.wait_for_selector("#execution[data-ended=true]")
+    assert node(page, "start").get_attribute("data-status") == "cancelled"
+    assert node(page, "after").get_attribute("data-status") == "skipped"
+    assert page.text_content("#exec-status") == "CANCELLED"
+    assert page.evaluate("window.__marker") == "same page"

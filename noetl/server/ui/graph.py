@@ -8,6 +8,7 @@ parsed playbook, the template draws what ``layout`` returns.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from noetl.engine.playbook import Playbook
@@ -52,23 +53,27 @@ class Graph:
 def _layers(pb: Playbook) -> dict[str, int]:
     """The layer of each step: its longest distance from ``start`` along forward arcs."""
     order = list(pb.steps)
-    # Forward arcs are those a depth-first walk from start does not find leading back.
+    # Forward arcs are those a depth-first walk from start does not find leading back (to a step
+    # still on the walk's path). Iterative: a chain of thousands of steps is no recursion limit.
     back: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}
-
-    def walk(name: str) -> None:
-        state[name] = 1
-        for dest in pb.targets.get(name, ()):
-            if state.get(dest) == 1:
-                back.add((name, dest))
-            elif dest not in state:
-                walk(dest)
-        state[name] = 2
-
+    state: dict[str, int] = {}  # 1: on the path, 2: done
     roots = ["start"] if "start" in pb.steps else order[:1]
     for root in [*roots, *order]:
-        if root not in state:
-            walk(root)
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(pb.targets.get(root, ())))]
+        while stack:
+            name, dests = stack[-1]
+            dest = next(dests, None)
+            if dest is None:
+                state[name] = 2
+                stack.pop()
+            elif state.get(dest) == 1:
+                back.add((name, dest))
+            elif dest not in state:
+                state[dest] = 1
+                stack.append((dest, iter(pb.targets.get(dest, ()))))
     layer = {name: 0 for name in order}
     # Longest path over a DAG: relax in a topological order (Kahn's), file order breaking ties.
     incoming = {name: 0 for name in order}
@@ -76,9 +81,9 @@ def _layers(pb: Playbook) -> dict[str, int]:
         for dest in pb.targets.get(src, ()):
             if (src, dest) not in back and dest in incoming:
                 incoming[dest] += 1
-    ready = [name for name in order if incoming[name] == 0]
+    ready = deque(name for name in order if incoming[name] == 0)
     while ready:
-        src = ready.pop(0)
+        src = ready.popleft()
         for dest in pb.targets.get(src, ()):
             if (src, dest) in back or dest not in incoming:
                 continue

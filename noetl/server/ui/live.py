@@ -1,10 +1,11 @@
 """Server-sent events of one execution: each change of its steps, its new events, its end.
 
-The stream polls the execution's events by key (``event_id > last``: one index range probe) four
-times a second on the read lane, and sends an update only when something happened, so a step's
-change reaches the page within a second without a reload. A stream ends when the execution has
-ended and everything was sent, or after ``STREAM_SECONDS`` (so neither a server stop nor a proxy
-waits on it): the browser's EventSource then reconnects and resumes from ``Last-Event-ID``.
+The stream polls the execution's events by key (``event_id`` above the last one sent, less a
+small overlap: one index range probe) four times a second on the read lane, and sends an update
+only when something happened, so a step's change reaches the page within a second without a
+reload. A stream ends when the execution has ended and everything was sent, or after
+``STREAM_SECONDS`` (so neither a server stop nor a proxy waits on it): the browser's EventSource
+then reconnects and resumes from ``Last-Event-ID``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ router = APIRouter()
 POLL_SECONDS = 0.25
 STREAM_SECONDS = 60.0
 BATCH = 200  # events per update at most; a backlog drains over several polls
+OVERLAP = 1000  # event ids read again on each poll, for events that committed late
 
 
 def step_state(step: dict[str, Any]) -> dict[str, Any]:
@@ -65,12 +67,19 @@ def sse(kind: str, data: Any, event_id: int | None = None) -> str:
 async def updates(services: Services, execution_id: UUID, after: int) -> AsyncIterator[str]:
     yield "retry: 500\n\n"
     last, shown_status = after, None
+    # Event ids come from one sequence but commit in any order: an id below the last one sent
+    # may still appear. Each poll reads again from OVERLAP ids back and sends what it has not
+    # sent (the page drops an id it already shows, so a stream that resumes may repeat a few).
+    sent: set[int] = set()
     deadline = time.monotonic() + STREAM_SECONDS
     while time.monotonic() < deadline:
+        floor = max(0, last - OVERLAP)
+        sent = {i for i in sent if i > floor}
         try:
             async with services.db.connection("read") as conn:
                 brief = await reads.execution_brief(conn, execution_id)
-                events = await executions.events_page(conn, execution_id, last, BATCH)
+                found = await executions.events_page(conn, execution_id, floor, BATCH + len(sent))
+                events = [e for e in found if e["event_id"] not in sent]
                 changed = bool(events) or (brief is not None and brief["status"] != shown_status)
                 steps = await executions.step_summary(conn, execution_id) if changed else []
         except DatabaseUnavailable:  # busy or down: the page keeps what it shows; try again
@@ -80,7 +89,8 @@ async def updates(services: Services, execution_id: UUID, after: int) -> AsyncIt
             yield sse("gone", {})
             return
         if changed:
-            last = events[-1]["event_id"] if events else last
+            sent.update(e["event_id"] for e in events)
+            last = max([last, *sent])
             shown_status = brief["status"]
             data = {
                 "status": brief["status"],

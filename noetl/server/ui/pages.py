@@ -183,7 +183,7 @@ async def execution_page(
     )
 
 
-@router.get("/ui/executions/{execution_id}/steps/{step}", response_class=HTMLResponse)
+@router.get("/ui/executions/{execution_id}/steps/{step:path}", response_class=HTMLResponse)
 async def step_detail(execution_id: UUID, step: str, services: ServicesDep) -> Response:
     """A step's input, result or error, attempts and durations (a fragment for the side panel)."""
     async with services.db.connection("read") as conn:

@@ -38,7 +38,8 @@ async def step_commands(conn: asyncpg.Connection, execution_id: uuid.UUID, step:
 
 
 async def commands_of(conn: asyncpg.Connection, command_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The execution and step of each command id (the workers page links what each one runs)."""
+    """The execution, its playbook and the step of each command id (the workers page links what
+    each one runs)."""
     ids = []
     for value in command_ids:
         try:
@@ -47,8 +48,9 @@ async def commands_of(conn: asyncpg.Connection, command_ids: list[str]) -> dict[
             continue
     rows = await conn.fetch(
         """
-        SELECT command_id, execution_id, step, iteration FROM noetl.commands
-        WHERE command_id = ANY($1::uuid[])
+        SELECT c.command_id, c.execution_id, c.step, c.iteration, e.path FROM noetl.commands c
+        JOIN noetl.executions e USING (execution_id)
+        WHERE c.command_id = ANY($1::uuid[])
         """,
         ids,
     )

@@ -64,9 +64,19 @@
     }
     if (filters) filters.addEventListener("change", applyFilters);
 
+    const shown = new Set();
+    if (events) {
+      Array.from(events.tBodies[0].rows).forEach(function (row) { shown.add(Number(row.cells[0].textContent)); });
+    }
+
     function addEvent(e) {
-      if (!events) return;
-      const row = events.tBodies[0].insertRow(-1);
+      if (!events || shown.has(e.event_id)) return;
+      shown.add(e.event_id);
+      // In id order: an event that committed late goes where it belongs.
+      const rows = events.tBodies[0].rows;
+      let at = rows.length;
+      while (at > 0 && Number(rows[at - 1].cells[0].textContent) > e.event_id) at -= 1;
+      const row = events.tBodies[0].insertRow(at);
       row.setAttribute("data-type", e.event_type);
       row.setAttribute("data-step", e.node_name || "");
       [String(e.event_id), e.created_at.replace("T", " ").slice(0, 19), e.event_type, e.node_name || "",
@@ -113,6 +123,13 @@
     source.addEventListener("update", function (ev) { update(JSON.parse(ev.data)); });
     source.addEventListener("end", function (ev) {
       source.close();
+      // A step that never ran by the end was not taken (another branch, or the run stopped).
+      nodes.forEach(function (node) {
+        if (node.getAttribute("data-status") === "pending") {
+          node.setAttribute("data-status", "skipped");
+          node.querySelector(".state").textContent = "skipped";
+        }
+      });
       setBadge(document.getElementById("exec-status"), JSON.parse(ev.data).status);
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.hidden = true;
