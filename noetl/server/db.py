@@ -177,7 +177,17 @@ class Database:
             except UNAVAILABLE_ERRORS as exc:
                 raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
             finally:
-                await pool.release(conn)
+                await self._release(pool, conn)
+
+    @staticmethod
+    async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        """Give ``conn`` back. asyncpg re-raises what the release's reset met (a ROLLBACK on a
+        dead or frozen server) after terminating the connection: the pool has already dropped it,
+        and the request's outcome, an answer or its own error, stands."""
+        try:
+            await pool.release(conn)
+        except UNAVAILABLE_ERRORS as exc:
+            log.debug("database connection dropped on release (%s: %s)", type(exc).__name__, exc)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when a trivial query answers within ``timeout`` seconds."""
