@@ -36,6 +36,8 @@ def announce(settings: Settings, out: TextIO, what: embedded.Plan) -> None:
             parts.append(f"API on {settings.host} port {settings.port} (every interface)")
         else:
             parts.append(f"API on http://{settings.host}:{settings.port}")
+        if settings.enable_ui:
+            parts.append(f"web UI at {settings.server_url}/")
     if settings.role in ("all", "worker"):
         parts.append(f"{settings.workers} worker(s) x {settings.worker_concurrency}")
     if what.postgres:

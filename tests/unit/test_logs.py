@@ -59,3 +59,15 @@ def test_every_writer_uses_the_same_time_format(tmp_path: Path) -> None:
     assert len(lines) == 7  # logging, listener x 2, listener's state + failure lines, launcher x 2
     for line in lines:
         assert before <= _time_of(line) <= datetime.now(UTC)
+
+
+def test_the_start_line_names_the_web_ui_only_when_it_is_on(tmp_path: Path) -> None:
+    def start_line(**env: str) -> str:
+        out = io.StringIO()
+        settings = load_settings({"HOME": str(tmp_path), "POSTGRES_HOST": "db", "NOETL_PORT": "8123", **env})
+        announce(settings, out, Plan(postgres=False, nats=False))
+        return out.getvalue().splitlines()[0]
+
+    assert "web UI at http://127.0.0.1:8123/" in start_line(NOETL_ENABLE_UI="true")
+    assert "web UI" not in start_line()
+    assert "web UI" not in start_line(NOETL_ENABLE_UI="true", NOETL_ROLE="worker")
