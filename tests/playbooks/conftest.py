@@ -144,15 +144,20 @@ def scripted_http(scripts: dict[str, list[tuple[int, Any]]]) -> Iterator[Scripte
 
 
 @contextlib.contextmanager
-def cluster(pg_server: Postgres, tmp: Path, concurrency: int = 8) -> Iterator[Playbooks]:
-    """A server and two workers (``concurrency`` slots each) on a database and NATS of their own."""
+def cluster(pg_server: Postgres, tmp: Path, concurrency: int = 8, **env: str) -> Iterator[Playbooks]:
+    """A server and two workers (``concurrency`` slots each) on a database and NATS of their own;
+    ``env``: more settings for all three."""
     name = f"noetl_playbooks_{next(_databases)}"
     pg_server.create_database(name)
     with nats_server(tmp / "nats") as nats:
         found = Playbooks(
             tmp=tmp,
             env=clean_env(
-                **pg_server.env(name), NATS_URL=nats.url, NOETL_REAPER_INTERVAL="0.2", NOETL_LOG_LEVEL="info"
+                **pg_server.env(name),
+                NATS_URL=nats.url,
+                NOETL_REAPER_INTERVAL="0.2",
+                NOETL_LOG_LEVEL="info",
+                **env,
             ),
         )
         try:

@@ -8,7 +8,6 @@ their screenshots there (the README's and docs/ui.md's pictures); unset, nothing
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,9 +17,8 @@ from typing import Any
 import pytest
 
 from tests.auth import CLIENT_TOKEN
-from tests.playbooks.conftest import WORKERS, Playbooks
-from tests.services import Postgres, nats_server
-from tests.worker.harness import clean_env
+from tests.playbooks.conftest import Playbooks, cluster
+from tests.services import Postgres
 
 CHROMIUM = os.environ.get("NOETL_TEST_CHROMIUM", "/usr/bin/chromium")
 # As root Chromium needs --no-sandbox; the rest keep it off this machine's closed network.
@@ -33,7 +31,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-_databases = itertools.count()
 
 
 def browser_missing() -> str | None:
@@ -50,25 +47,8 @@ def browser_missing() -> str | None:
 @pytest.fixture(scope="module")
 def stack(pg_server: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playbooks]:
     """A server with the UI on and two workers, on a database and NATS of this module's own."""
-    tmp = tmp_path_factory.mktemp("ui")
-    name = f"noetl_ui_{next(_databases)}"
-    pg_server.create_database(name)
-    with nats_server(tmp / "nats") as nats:
-        found = Playbooks(
-            tmp=tmp,
-            env=clean_env(
-                **pg_server.env(name), NATS_URL=nats.url, NOETL_REAPER_INTERVAL="0.2", NOETL_ENABLE_UI="true"
-            ),
-        )
-        try:
-            found.start_server()
-            for worker in WORKERS:
-                found.start_worker(worker, NOETL_WORKER_CONCURRENCY="4")
-            for worker in WORKERS:
-                found.wait_worker_ready(worker)
-            yield found
-        finally:
-            found.stop_all()
+    with cluster(pg_server, tmp_path_factory.mktemp("ui"), concurrency=4, NOETL_ENABLE_UI="true") as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
