@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from noetl.tools.keeper import KEEPER_SOURCE
 from tests.faults.conftest import FAULT_SETTINGS, WORKERS
 from tests.playbooks.conftest import enters
 from tests.services import Nats
@@ -24,6 +25,7 @@ from tests.stack import Stack
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 STEPS = 20
+TEMPLATE = "warm_template.py"
 
 
 def chain(steps: int) -> str:
@@ -125,13 +127,23 @@ def kill_server(stack: Stack) -> None:
     stack.wait_ready()
 
 
+def is_helper(worker: psutil.Process, proc: psutil.Process) -> bool:
+    """The worker's own helpers, there while it is idle: its keeper and its warm templates."""
+    try:
+        cmdline = proc.cmdline()
+        return proc.ppid() == worker.pid and (KEEPER_SOURCE in cmdline or any(a.endswith(TEMPLATE) for a in cmdline))
+    except psutil.Error:
+        return True  # gone: it runs nothing
+
+
 def busy_worker(stack: Stack, timeout: float = 30) -> psutil.Process:
-    """A worker with a tool process below it (it is running a step now)."""
+    """A worker running a step now: a tool process below it that is not one of its helpers (a
+    python step's process is forked from the warm template, so it is the template's child)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name in sorted(WORKERS):
             worker = psutil.Process(pid_of(stack, name))
-            if worker.children(recursive=True):
+            if any(not is_helper(worker, p) for p in worker.children(recursive=True)):
                 return worker
         time.sleep(0.02)
     raise AssertionError("no worker ran a step")

@@ -83,6 +83,9 @@ def test_a_failed_step_shows_its_error(page: Any, stack: Playbooks) -> None:
     log_in(page)
     page.goto(f"/ui/executions/{execution_id}")
     assert page.text_content("#exec-status") == "FAILED"
+    # An execution that had ended before its page was drawn is marked ended at once (no stream).
+    assert page.get_attribute("#execution", "data-ended") == "true"
+    assert page.get_attribute("#execution", "data-live") is None
     assert node(page, "explode").get_attribute("data-status") == "failed"
     assert node(page, "start").get_attribute("data-status") == "done"
     assert node(page, "end").get_attribute("data-status") == "skipped"  # never reached
