@@ -131,7 +131,8 @@ def is_helper(worker: psutil.Process, proc: psutil.Process) -> bool:
     """The worker's own helpers, there while it is idle: its keeper and its warm templates."""
     try:
         cmdline = proc.cmdline()
-        return proc.ppid() == worker.pid and (KEEPER_SOURCE in cmdline or any(a.endswith(TEMPLATE) for a in cmdline))
+        helper = KEEPER_SOURCE in cmdline or any(a.endswith(TEMPLATE) for a in cmdline)
+        return proc.ppid() == worker.pid and helper
     except psutil.Error:
         return True  # gone: it runs nothing
 
