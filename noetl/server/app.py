@@ -24,7 +24,16 @@ from noetl.server.auth import TokenAuth
 from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.reaper import run_reaper
 from noetl.server.retention import run_retention
-from noetl.server.routes import catalog, commands, executions, health, metrics, playbooks, workers
+from noetl.server.routes import (
+    catalog,
+    command_batches,
+    commands,
+    executions,
+    health,
+    metrics,
+    playbooks,
+    workers,
+)
 from noetl.server.services import Services
 from noetl.settings import Settings
 
@@ -67,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
-    for module in (health, metrics, catalog, playbooks, executions, commands, workers):
+    for module in (health, metrics, catalog, playbooks, executions, commands, command_batches, workers):
         app.include_router(module.router)
     problems.install(app)
     # Starlette runs the last added middleware first: the token check, no body on GET, the body limit.

@@ -7,7 +7,7 @@ never logged.
 
 - ``/api/health`` and ``/api/ready`` answer anyone (probes); so does ``/metrics`` (counts only)
   while ``NOETL_METRICS_PUBLIC`` is true.
-- The worker routes (claim, lease heartbeat, events, release, the worker registry) take only
+- The worker routes (claim, lease heartbeat, events, release, their batches, the worker registry) take only
   ``NOETL_WORKER_TOKEN``; every other route takes only ``NOETL_API_TOKEN``. The right kind of
   token on the wrong kind of route is 403; no token or an unknown one is 401.
 - ``NOETL_AUTH=none`` lets everything through (settings refuse it off loopback).
@@ -28,6 +28,7 @@ METRICS = "/metrics"
 # (method, path) of the calls a worker makes, and nothing else.
 WORKER_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("POST", re.compile(r"^/api/commands/[^/]+/(claim|heartbeat|events|release)$")),
+    ("POST", re.compile(r"^/api/commands/(claims|events)$")),  # their batches
     ("POST", re.compile(r"^/api/workers$")),
     ("POST", re.compile(r"^/api/workers/[^/]+/heartbeat$")),
     ("DELETE", re.compile(r"^/api/workers/[^/]+$")),

@@ -72,6 +72,27 @@ class EventRequest(Strict):
         return self
 
 
+# A worker's calls of one kind that arrive together go in one request (docs/api.md "Batches").
+# Each item is validated on its own, so one bad item is answered 422 while the others go on.
+BATCH_LIMIT = 1000
+
+
+class ClaimItem(ClaimRequest):
+    command_id: UUID
+
+
+class EventItem(EventRequest):
+    command_id: UUID
+
+
+class ClaimBatch(Strict):
+    claims: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=BATCH_LIMIT)]
+
+
+class EventBatch(Strict):
+    events: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=BATCH_LIMIT)]
+
+
 class RegisterRequest(Strict):
     # YAML text, or base64 of it (NoETL's clients send either).
     content: Annotated[Text, Field(min_length=1)]
@@ -162,6 +183,29 @@ class Claimed(BaseModel):
     timeout: float
     lease_until: datetime
     started: bool = False  # the `started` event was recorded with the claim (``start`` asked it)
+
+
+class ItemAnswer(BaseModel):
+    """One item of a batch: the status its single call would answer, and that call's detail."""
+
+    status: int
+    detail: str | None = None
+
+
+class ClaimAnswer(ItemAnswer):
+    claim: Claimed | None = None  # with status 200
+
+
+class ClaimAnswers(BaseModel):
+    answers: list[ClaimAnswer]  # in the order of the request's items
+
+
+class EventAnswer(ItemAnswer):
+    stored: bool | None = None  # with status 200
+
+
+class EventAnswers(BaseModel):
+    answers: list[EventAnswer]
 
 
 class Lease(BaseModel):

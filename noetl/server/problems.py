@@ -33,6 +33,18 @@ class Conflict(Exception):
     """The request is valid but the state does not allow it: lease lost, command finished (409)."""
 
 
+def refusal_answer(exc: Exception) -> tuple[int, str]:
+    """The status and one-line detail of a refused call, as its handler below answers it (for the
+    items of a batch, each answered in the batch's body)."""
+    if isinstance(exc, NotFound):
+        return 404, str(exc)
+    if isinstance(exc, Conflict):
+        return 409, str(exc)
+    if isinstance(exc, asyncpg.DataError):
+        return 422, f"a value cannot be stored: {exc}"
+    return 422, str(exc)
+
+
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 

@@ -180,13 +180,18 @@ async def claim(
     state = await conn.fetchrow(
         "SELECT status, worker_id, attempt FROM noetl.commands WHERE command_id = $1", command_id
     )
+    raise claim_refusal(command_id, state)
+
+
+def claim_refusal(command_id: UUID, state: asyncpg.Record | None) -> Exception:
+    """Why a claim of ``command_id`` was not applied, from its row's status, worker_id and attempt."""
     if state is None:
-        raise NotFound(f"no command {command_id}")
+        return NotFound(f"no command {command_id}")
     if state["status"] == "claimed":
-        raise Conflict(
+        return Conflict(
             f"command {command_id} is claimed by worker {state['worker_id']} (attempt {state['attempt']})"
         )
-    raise Conflict(f"command {command_id} is already {state['status']}")
+    return Conflict(f"command {command_id} is already {state['status']}")
 
 
 async def heartbeat(
@@ -237,93 +242,130 @@ async def record_event(
 
     Raises Conflict when the sender does not hold the lease of ``attempt``.
     """
-    final = type_ in FINAL_EVENTS
     async with conn.transaction():
-        if final:
+        if type_ in FINAL_EVENTS:
             await locks.lock_execution_of(conn, command_id)
-        # A repeat is recognised before the lease check: the retry of a completion that was
-        # applied (but whose answer was lost) must not look like a stale completion. The event
-        # is looked up in the statement that locks the command. Its snapshot may predate a racing
-        # repeat's commit: a final event's cannot (it is taken after the execution's lock, which
-        # every final event of the command holds first); another event's insert catches it.
+        check = event_check(command="$1", attempt="$2", type_="$3", seq="$4")
         cmd = await conn.fetchrow(
-            """
-            SELECT execution_id, status, worker_id, attempt, lease_secret, claimed_at, step, iteration,
-                   (SELECT e.worker_id FROM noetl.events e
-                    WHERE e.command_id = $1 AND e.attempt = $2 AND e.type = $3 AND e.seq = $4
-                   ) AS earlier_worker
-            FROM noetl.commands
-            WHERE command_id = $1 FOR UPDATE OF commands
-            """,
+            f"SELECT {check} FROM noetl.commands c WHERE c.command_id = $1 FOR UPDATE OF c",
             command_id,
             attempt,
             type_,
             seq,
         )
-        if cmd is None:
-            raise NotFound(f"no command {command_id}")
-        same_secret = cmd["attempt"] == attempt and hmac.compare_digest(
-            (cmd["lease_secret"] or "").encode(), lease.encode()
-        )
-        if cmd["earlier_worker"] == worker_id and same_secret:
+        if not await is_new_event(conn, cmd, command_id, worker_id, attempt, lease):
             return Recorded(stored=False)
-        if not _holds(cmd, worker_id, attempt, lease):
-            raise await _refusal(conn, command_id, worker_id, attempt)
-        if not final:
-            # A racing repeat (its snapshot predates the other's commit) is caught by the insert.
-            stored = await _add_event(
-                conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq
-            )
-            return Recorded(stored=stored)
-        result = payload.get("result") if type_ == "completed" else None
-        error = payload.get("error") if type_ == "failed" else None
-        submit = cmd["step"] is None
-        # The event, the command's end and (for a `noetl submit`) its execution's end: one statement.
-        finished_at = await conn.fetchval(
-            """
-            WITH event AS (
-                INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt, seq)
-                VALUES ($5, $1, $2, $6, $7, $8, $9)
-                ON CONFLICT (command_id, attempt, type, seq) DO NOTHING
-            ), command AS (
-                UPDATE noetl.commands
-                SET status = $2, result = $3, error = $4, finished_at = now(), updated_at = now(),
-                    lease_until = NULL
-                WHERE command_id = $1
-                RETURNING finished_at, result, error
-            ), execution AS (
-                UPDATE noetl.executions
-                SET status = $11, result = command.result, error = command.error, finished_at = now(),
-                    updated_at = now()
-                FROM command
-                WHERE $10 AND executions.execution_id = $5 AND executions.status = 'RUNNING'
-            )
-            SELECT finished_at FROM command
-            """,
-            command_id,
-            type_,
+        return await apply_event(conn, cmd, command_id, worker_id, attempt, type_, payload, seq)
+
+
+def event_check(*, command: str, attempt: str, type_: str, seq: str) -> str:
+    """The columns deciding on an event needs of its command's row ``c``, read in the statement
+    that locks the row; the arguments are the SQL of the event's command, attempt, type and seq.
+
+    A repeat is recognised before the lease check: the retry of a completion that was applied
+    (but whose answer was lost) must not look like a stale completion. The event is looked up in
+    the statement that locks the command. Its snapshot may predate a racing repeat's commit: a
+    final event's cannot (it is taken after the execution's lock, which every final event of the
+    command holds first); another event's insert catches it.
+    """
+    return f"""
+        c.command_id, c.execution_id, c.status, c.worker_id, c.attempt, c.lease_secret, c.claimed_at,
+        c.step, c.iteration,
+        (SELECT e.worker_id FROM noetl.events e
+         WHERE e.command_id = {command} AND e.attempt = {attempt} AND e.type = {type_} AND e.seq = {seq}
+        ) AS earlier_worker
+    """
+
+
+async def is_new_event(
+    conn: asyncpg.Connection,
+    cmd: asyncpg.Record | None,
+    command_id: UUID,
+    worker_id: str,
+    attempt: int,
+    lease: str,
+) -> bool:
+    """Whether the event read with ``event_check`` into ``cmd`` is new (False: a repeat of one
+    stored); NotFound or Conflict when its sender does not hold the lease of ``attempt``."""
+    if cmd is None:
+        raise NotFound(f"no command {command_id}")
+    same_secret = cmd["attempt"] == attempt and hmac.compare_digest(
+        (cmd["lease_secret"] or "").encode(), lease.encode()
+    )
+    if cmd["earlier_worker"] == worker_id and same_secret:
+        return False
+    if not _holds(cmd, worker_id, attempt, lease):
+        raise await _refusal(conn, command_id, worker_id, attempt)
+    return True
+
+
+async def apply_event(
+    conn: asyncpg.Connection,
+    cmd: asyncpg.Record,
+    command_id: UUID,
+    worker_id: str,
+    attempt: int,
+    type_: str,
+    payload: dict[str, Any],
+    seq: int,
+) -> Recorded:
+    """Store a new event of the lease holder, its command's row locked (``is_new_event`` said so);
+    inside the transaction that holds the execution's lock for a final event."""
+    if type_ not in FINAL_EVENTS:
+        # A racing repeat (its snapshot predates the other's commit) is caught by the insert.
+        stored = await _add_event(
+            conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq
+        )
+        return Recorded(stored=stored)
+    result = payload.get("result") if type_ == "completed" else None
+    error = payload.get("error") if type_ == "failed" else None
+    submit = cmd["step"] is None
+    # The event, the command's end and (for a `noetl submit`) its execution's end: one statement.
+    finished_at = await conn.fetchval(
+        """
+        WITH event AS (
+            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt, seq)
+            VALUES ($5, $1, $2, $6, $7, $8, $9)
+            ON CONFLICT (command_id, attempt, type, seq) DO NOTHING
+        ), command AS (
+            UPDATE noetl.commands
+            SET status = $2, result = $3, error = $4, finished_at = now(), updated_at = now(),
+                lease_until = NULL
+            WHERE command_id = $1
+            RETURNING finished_at, result, error
+        ), execution AS (
+            UPDATE noetl.executions
+            SET status = $11, result = command.result, error = command.error, finished_at = now(),
+                updated_at = now()
+            FROM command
+            WHERE $10 AND executions.execution_id = $5 AND executions.status = 'RUNNING'
+        )
+        SELECT finished_at FROM command
+        """,
+        command_id,
+        type_,
+        result,
+        error,
+        cmd["execution_id"],
+        payload,
+        worker_id,
+        attempt,
+        seq,
+        submit,
+        "COMPLETED" if type_ == "completed" else "FAILED",
+    )
+    notices: list[Notice] = []
+    if not submit:
+        notices = await transitions.step_command_finished(
+            conn,
+            cmd["execution_id"],
+            cmd["step"],
+            cmd["iteration"],
+            type_ == "completed",
             result,
             error,
-            cmd["execution_id"],
             payload,
-            worker_id,
-            attempt,
-            seq,
-            submit,
-            "COMPLETED" if type_ == "completed" else "FAILED",
         )
-        notices: list[Notice] = []
-        if not submit:
-            notices = await transitions.step_command_finished(
-                conn,
-                cmd["execution_id"],
-                cmd["step"],
-                cmd["iteration"],
-                type_ == "completed",
-                result,
-                error,
-                payload,
-            )
     return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
 
 

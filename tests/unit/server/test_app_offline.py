@@ -120,6 +120,8 @@ def test_openapi_lists_every_resource() -> None:
         "/api/commands/{command_id}/heartbeat",
         "/api/commands/{command_id}/events",
         "/api/commands/{command_id}/release",
+        "/api/commands/claims",
+        "/api/commands/events",
         "/api/workers",
         "/api/workers/{worker_id}/heartbeat",
         "/api/workers/{worker_id}",

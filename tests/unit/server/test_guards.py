@@ -84,6 +84,8 @@ def test_each_token_passes_on_its_own_routes_only() -> None:
         ("POST", "/api/commands/c1/heartbeat"),
         ("POST", "/api/commands/c1/events"),
         ("POST", "/api/commands/c1/release"),
+        ("POST", "/api/commands/claims"),
+        ("POST", "/api/commands/events"),
         ("POST", "/api/workers"),
         ("POST", "/api/workers/h:w:1/heartbeat"),
         ("DELETE", "/api/workers/h:w:1"),
