@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from noetl.protocol.types import (
+    BATCH_LIMIT,
     INT4_MAX,
     Attempt,
     JsonObject,
@@ -74,7 +75,6 @@ class EventRequest(Strict):
 
 # A worker's calls of one kind that arrive together go in one request (docs/api.md "Batches").
 # Each item is validated on its own, so one bad item is answered 422 while the others go on.
-BATCH_LIMIT = 1000
 
 
 class ClaimItem(ClaimRequest):

@@ -28,6 +28,8 @@ from noetl.client.session import (
     Endpoint,
     ServerUnreachable,
 )
+from noetl.protocol.types import BATCH_LIMIT
+from noetl.worker.batch import Coalescer
 
 log = logging.getLogger("noetl.worker")
 
@@ -48,6 +50,31 @@ class Claim:
     started: bool = False  # the server recorded the attempt's `started` event with the claim
 
 
+def _claim_of(command_id: str, answer: Answer | Exception) -> Claim | Exception | None:
+    """The claim in a claim's answer; ``None`` for 404 and 409."""
+    if isinstance(answer, Exception):
+        return answer
+    if answer.status in NOT_FOUND_OR_CONFLICT:
+        return None
+    claimed = answer.body.get("claim") if isinstance(answer.body, Mapping) else None
+    if (
+        not isinstance(claimed, Mapping)
+        or not isinstance(claimed.get("attempt"), int)
+        or not isinstance(claimed.get("lease"), str)
+    ):
+        return ApiRejected(answer.status, "the claim answer carries no attempt or lease secret")
+    return Claim(
+        command_id=str(claimed.get("command_id", command_id)),
+        execution_id=str(claimed.get("execution_id", "")),
+        attempt=int(claimed["attempt"]),
+        lease=claimed["lease"],
+        tool=claimed.get("tool"),
+        timeout=float(claimed.get("timeout") or 300),
+        lease_until=claimed.get("lease_until"),
+        started=claimed.get("started") is True,
+    )
+
+
 class ServerApi:
     """Async client for the API calls a worker makes. ``until`` arguments are ``time.monotonic()``
     deadlines for retrying; ``None`` retries until the caller is cancelled."""
@@ -63,6 +90,11 @@ class ServerApi:
     ) -> None:
         endpoint = Endpoint(base_url, token, "worker's token", "NOETL_WORKER_TOKEN")
         self._session = AsyncSession(endpoint, log, transport=transport, sleep=sleep, clock=clock)
+        # What the jobs claim, and report, at the same time goes in one request of each kind.
+        self._claims: Coalescer[dict[str, Any], Claim | None] = Coalescer(
+            self._claim_batch, limit=BATCH_LIMIT
+        )
+        self._events: Coalescer[dict[str, Any], bool] = Coalescer(self._event_batch, limit=BATCH_LIMIT)
 
     async def close(self) -> None:
         await self._session.close()
@@ -82,34 +114,22 @@ class ServerApi:
         The call carries a random request id: when an answer is lost and the call retried, the
         server recognises it and hands the same lease back instead of refusing it. With ``start``
         the server records the attempt's ``started`` event with the claim (``Claim.started``).
+        Claims that the worker's jobs make together go in one request (``noetl.worker.batch``).
         """
-        path = f"/api/commands/{quote(command_id, safe='')}/claim"
         body = {
+            "command_id": command_id,
             "worker_id": worker_id,
             "lease_seconds": lease,
             "request_id": secrets.token_hex(16),
             "start": start,
         }
-        answer = await self._call("POST", path, body, until=until)
-        if answer.status in NOT_FOUND_OR_CONFLICT:
-            return None
-        claimed = answer.body
-        if (
-            not isinstance(claimed, Mapping)
-            or not isinstance(claimed.get("attempt"), int)
-            or not isinstance(claimed.get("lease"), str)
-        ):
-            raise ApiRejected(answer.status, "the claim answer carries no attempt or lease secret")
-        return Claim(
-            command_id=str(claimed.get("command_id", command_id)),
-            execution_id=str(claimed.get("execution_id", "")),
-            attempt=int(claimed["attempt"]),
-            lease=claimed["lease"],
-            tool=claimed.get("tool"),
-            timeout=float(claimed.get("timeout") or 300),
-            lease_until=claimed.get("lease_until"),
-            started=claimed.get("started") is True,
-        )
+        return await self._claims.call(body, until)
+
+    async def _claim_batch(
+        self, bodies: list[dict[str, Any]], until: float | None
+    ) -> list[Claim | Exception | None]:
+        answers = await self._batch("claims", bodies, until)
+        return [_claim_of(body["command_id"], answer) for body, answer in zip(bodies, answers, strict=True)]
 
     async def heartbeat(self, claim: Claim, worker_id: str, lease: float, *, until: float | None) -> bool:
         """Extend the lease; ``False`` when it was lost."""
@@ -129,9 +149,10 @@ class ServerApi:
         *,
         until: float | None,
     ) -> bool:
-        """Report an event; ``True`` once stored (or already stored), ``False`` when the lease is gone."""
-        path = f"/api/commands/{quote(claim.command_id, safe='')}/events"
+        """Report an event; ``True`` once stored (or already stored), ``False`` when the lease is
+        gone. Events that the worker's jobs report together go in one request."""
         body = {
+            "command_id": claim.command_id,
             "worker_id": worker_id,
             "attempt": claim.attempt,
             "lease": claim.lease,
@@ -139,8 +160,38 @@ class ServerApi:
             "payload": dict(payload),
             "seq": seq,
         }
-        answer = await self._call("POST", path, body, until=until)
-        return answer.status < 300
+        return await self._events.call(body, until)
+
+    async def _event_batch(self, bodies: list[dict[str, Any]], until: float | None) -> list[bool | Exception]:
+        answers = await self._batch("events", bodies, until)
+        return [a if isinstance(a, Exception) else a.status < 300 for a in answers]
+
+    async def _batch(
+        self, kind: str, bodies: list[dict[str, Any]], until: float | None
+    ) -> list[Answer | Exception]:
+        """Each body's answer from ``POST /api/commands/{kind}`` (``claims`` or ``events``), as
+        its single call would give it: an ``Answer`` (2xx, 404, 409) or an ``ApiRejected``."""
+        path = f"/api/commands/{kind}"
+        try:
+            answer = await self._call("POST", path, {kind: bodies}, until=until)
+        except ApiRejected as exc:
+            if len(bodies) == 1:
+                return [exc]
+            # Refused as a whole (413: too large together): each alone gets its own answer.
+            return [(await self._batch(kind, [body], until))[0] for body in bodies]
+        items = answer.body.get("answers") if isinstance(answer.body, Mapping) else None
+        if answer.status != 200 or not isinstance(items, list) or len(items) != len(bodies):
+            raise ApiRejected(answer.status, f"the answer of {path} does not answer each of its items")
+        answers: list[Answer | Exception] = []
+        for item in items:
+            status = item.get("status") if isinstance(item, Mapping) else None
+            if not isinstance(status, int):
+                answers.append(ApiRejected(answer.status, f"an item of {path} answered without a status"))
+            elif status < 300 or status in NOT_FOUND_OR_CONFLICT:
+                answers.append(Answer(status, item))
+            else:
+                answers.append(ApiRejected(status, str(item.get("detail") or status)))
+        return answers
 
     async def release(self, claim: Claim, worker_id: str, *, until: float | None) -> bool:
         """Give the lease back so another worker can take the command at once."""

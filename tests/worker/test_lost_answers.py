@@ -31,12 +31,12 @@ def test_a_claim_whose_answer_was_lost_runs_once_as_attempt_1(
 ) -> None:
     cluster.start_server()
     ran = tmp_path / "ran"
-    with LossyProxy(cluster.url, suffix="/claim", lose=1) as proxy:
+    with LossyProxy(cluster.url, suffix="/api/commands/claims", lose=1) as proxy:
         cluster.start_worker("worker_00", NOETL_SERVER_URL=proxy.url)
         cluster.wait_worker_ready("worker_00")
         eid, cid = cluster.submit({"kind": "shell", "command": f"echo ran >> {ran}"})
         view = cluster.wait_finished([eid], timeout=30)[eid]
-        claims = [status for method, path, status in proxy.forwarded if path.endswith("/claim")]
+        claims = [status for method, path, status in proxy.forwarded if path == "/api/commands/claims"]
     assert proxy.lost == 1
     assert claims == [200, 200]  # the server answered both: the lost one and its retry
     assert_completed_once(view)

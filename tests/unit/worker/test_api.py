@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,14 @@ CLAIMED = {
 }
 
 CLAIM = Claim("c1", "e1", 1, "lease-secret-1", {"kind": "shell", "command": "true"}, 5.0, None)
+
+
+def batch(*answers: dict[str, Any]) -> httpx.Response:
+    """The server's answer to a batch: each item's status and body, in order."""
+    return httpx.Response(200, json={"answers": list(answers)})
+
+
+STORED = batch({"status": 200, "stored": True})
 
 
 def client(
@@ -55,15 +64,16 @@ def scripted(*answers: httpx.Response | Exception) -> tuple[Callable[[httpx.Requ
 
 def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
     async def scenario() -> None:
-        handler, seen = scripted(httpx.Response(200, json=CLAIMED))
+        handler, seen = scripted(batch({"status": 200, "claim": CLAIMED}))
         api = client(handler, FakeClock(), token="s3cret")
         claim = await api.claim("c1", "w1", 30.0, until=None)
         assert claim is not None and claim.attempt == 2 and claim.timeout == 5.0
         assert claim.lease == "lease-secret-2"
         assert claim.tool == {"kind": "shell", "command": "true"}
-        assert seen[0].url.path == "/api/commands/c1/claim"
-        sent = json.loads(seen[0].content)
+        assert seen[0].url.path == "/api/commands/claims"
+        (sent,) = json.loads(seen[0].content)["claims"]
         assert {k: v for k, v in sent.items() if k != "request_id"} == {
+            "command_id": "c1",
             "worker_id": "w1",
             "lease_seconds": 30.0,
             "start": True,  # the server records `started` with the claim
@@ -79,7 +89,7 @@ def test_claim_returns_the_lease_and_sends_worker_and_lease() -> None:
 @pytest.mark.parametrize("status", [404, 409])
 def test_claim_conflict_or_unknown_is_an_answer(status: int) -> None:
     async def scenario() -> None:
-        handler, seen = scripted(httpx.Response(status, json={"detail": "held by another worker"}))
+        handler, seen = scripted(batch({"status": status, "detail": "held by another worker"}))
         api = client(handler, FakeClock())
         assert await api.claim("c1", "w1", 30.0, until=None) is None
         assert len(seen) == 1  # not retried
@@ -94,7 +104,7 @@ def test_503_and_connection_errors_are_retried_with_growing_capped_backoff() -> 
             httpx.ConnectError("refused"),
             *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,
             httpx.Response(500, text="oops"),
-            httpx.Response(200, json={"stored": True}),
+            STORED,
         )
         api = client(handler, clock)
         assert await api.event(CLAIM, "w1", "completed", {"result": 1}, 1, until=None) is True
@@ -115,7 +125,7 @@ def test_retrying_is_logged_when_the_problem_starts_or_changes_and_every_5s_whil
             httpx.ConnectError("refused"),  # t=0
             *[httpx.Response(503, json={"detail": "database unavailable"})] * 7,  # t=0.1 .. 7.1
             httpx.Response(500, text="oops"),  # t=9.1
-            httpx.Response(200, json={"stored": True}),
+            STORED,
         )
         api = client(handler, clock)
         with caplog.at_level(logging.WARNING, logger="noetl.worker"):
@@ -148,8 +158,10 @@ def test_lost_lease_is_false_not_an_error() -> None:
         handler, _ = scripted(httpx.Response(409, json={"detail": "lease lost"}))
         api = client(handler, FakeClock())
         assert await api.heartbeat(CLAIM, "w1", 30.0, until=None) is False
-        assert await api.event(CLAIM, "w1", "completed", {}, 1, until=None) is False
         assert await api.release(CLAIM, "w1", until=None) is False
+        handler, _ = scripted(batch({"status": 409, "detail": "lease lost"}))
+        api = client(handler, FakeClock())
+        assert await api.event(CLAIM, "w1", "completed", {}, 1, until=None) is False
 
     asyncio.run(scenario())
 
@@ -187,5 +199,55 @@ def test_worker_ids_are_escaped_in_paths() -> None:
         assert await api.worker_heartbeat("host:worker_00:12", ["c1"], until=None) is False
         assert seen[0].url.raw_path == b"/api/workers/host%3Aworker_00%3A12/heartbeat"
         assert json.loads(seen[0].content) == {"running": ["c1"]}
+
+    asyncio.run(scenario())
+
+
+def test_claims_made_together_go_in_one_request_each_answered_in_its_place() -> None:
+    async def scenario() -> None:
+        handler, seen = scripted(
+            batch(
+                {"status": 200, "claim": CLAIMED},
+                {"status": 409, "detail": "claimed by worker w2 (attempt 1)"},
+                {"status": 422, "detail": "claims.2.lease_seconds: Input should be greater than 0"},
+            )
+        )
+        api = client(handler, FakeClock())
+        won, lost, bad = await asyncio.gather(
+            api.claim("c1", "w1", 30.0, until=None),
+            api.claim("c2", "w1", 30.0, until=None),
+            api.claim("c3", "w1", -1, until=None),
+            return_exceptions=True,
+        )
+        assert isinstance(won, Claim) and won.lease == "lease-secret-2"
+        assert lost is None
+        assert isinstance(bad, ApiRejected) and bad.status == 422 and "lease_seconds" in bad.detail
+        assert len(seen) == 1
+        assert [c["command_id"] for c in json.loads(seen[0].content)["claims"]] == ["c1", "c2", "c3"]
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_refused_as_a_whole_is_sent_again_item_by_item() -> None:
+    async def scenario() -> None:
+        sizes: list[int] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            events = json.loads(request.content)["events"]
+            sizes.append(len(events))
+            if len(events) > 1 or len(events[0]["payload"]["result"]) > 100:
+                return httpx.Response(413, json={"detail": "request body larger than 1000 bytes"})
+            return STORED
+
+        api = client(handler, FakeClock())
+        small, large, other = await asyncio.gather(
+            api.event(CLAIM, "w1", "completed", {"result": "x"}, 1, until=None),
+            api.event(CLAIM, "w1", "completed", {"result": "x" * 1000}, 1, until=None),
+            api.event(CLAIM, "w1", "completed", {"result": "y"}, 1, until=None),
+            return_exceptions=True,
+        )
+        assert small is True and other is True
+        assert isinstance(large, ApiRejected) and large.status == 413  # its own answer, alone
+        assert sizes == [3, 1, 1, 1]
 
     asyncio.run(scenario())
