@@ -10,6 +10,12 @@ connection closes without an answer, which is what it sees when the server dies 
 the worker and the server is down; the worker's NATS connection is not affected.
 
 Every call the server answered is kept in ``calls``: (path, event type or None, status).
+
+A worker sends the claims, and the events, of its jobs in batches (``POST /api/commands/claims``
+and ``/api/commands/events``). The gate sees each item of a batch as the single call it stands
+for (``/api/commands/{id}/claim`` or ``/events``, with its own status from the batch's answer),
+so a hold or a count names a command's call whichever way it travels; holding a batch holds
+every item in it. ``requests`` keeps each request as it went: (path, number of items).
 """
 
 from __future__ import annotations
@@ -27,6 +33,33 @@ from tests.services import free_port
 Phase = Literal["request", "answer"]
 # How long a held call waits for the test's decision before it is dropped anyway.
 HOLD_LIMIT = 120.0
+# The batch routes: the list each one's body carries, and the single call each item stands for.
+BATCHES = {"/api/commands/claims": ("claims", "claim"), "/api/commands/events": ("events", "events")}
+
+
+def items_of(path: str, body: Any) -> list[tuple[str, dict[str, Any] | None]]:
+    """The single calls a request stands for: (path, body) of each item of a batch, else itself."""
+    batch = BATCHES.get(path)
+    if batch is None or not isinstance(body, dict) or not isinstance(body.get(batch[0]), list):
+        return [(path, body if isinstance(body, dict) else None)]
+    key, single = batch
+    return [
+        (f"/api/commands/{item.get('command_id')}/{single}", item) if isinstance(item, dict) else (path, None)
+        for item in body[key]
+    ]
+
+
+def statuses_of(answer: httpx.Response, count: int) -> list[int]:
+    """Each item's status in a batch's answer (the request's own when it answered no items)."""
+    try:
+        answers = answer.json().get("answers") if answer.status_code == 200 else None
+    except (ValueError, AttributeError):
+        answers = None
+    if not isinstance(answers, list) or len(answers) != count:
+        return [answer.status_code] * count
+    return [
+        a.get("status", answer.status_code) if isinstance(a, dict) else answer.status_code for a in answers
+    ]
 
 
 @dataclass
@@ -71,6 +104,7 @@ class Gate:
         self.upstream = upstream
         self.port = free_port()
         self.calls: list[tuple[str, str | None, int]] = []
+        self.requests: list[tuple[str, int]] = []
         self.dropped = 0
         self._holds: list[Hold] = []
         self._partitioned = threading.Event()
@@ -125,13 +159,15 @@ class Gate:
                 if path.endswith(suffix) and event_type in (None, kind) and status in (None, code)
             )
 
-    def _take(self, path: str, body: dict[str, Any] | None) -> Hold | None:
+    def _take(self, items: list[tuple[str, dict[str, Any] | None]]) -> Hold | None:
+        """The first hold that one of the request's items matches (the body kept is that item's)."""
         with self._lock:
             for hold in self._holds:
-                if hold.matches(path, body):
-                    self._holds.remove(hold)
-                    hold.body = body
-                    return hold
+                for path, body in items:
+                    if hold.matches(path, body):
+                        self._holds.remove(hold)
+                        hold.body = body
+                        return hold
         return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -153,7 +189,8 @@ class Gate:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = None
-                hold = gate._take(self.path, body if isinstance(body, dict) else None)
+                items = items_of(self.path, body)
+                hold = gate._take(items)
                 if hold is not None and hold.phase == "request":
                     hold.reached.set()
                     hold.decided.wait(HOLD_LIMIT)
@@ -165,11 +202,11 @@ class Gate:
                     answer = gate._http.request(self.command, self.path, headers=headers, content=raw)
                 except (httpx.TransportError, RuntimeError):  # RuntimeError: the gate is closing
                     return self._cut()  # the server is away: so is the answer
-                kind = body.get("type") if isinstance(body, dict) else None
                 with gate._lock:
-                    gate.calls.append(
-                        (self.path, kind if isinstance(kind, str) else None, answer.status_code)
-                    )
+                    gate.requests.append((self.path, len(items)))
+                    for (path, item), status in zip(items, statuses_of(answer, len(items)), strict=True):
+                        kind = (item or {}).get("type")
+                        gate.calls.append((path, kind if isinstance(kind, str) else None, status))
                 if hold is not None and hold.phase == "answer":
                     hold.reached.set()
                     hold.decided.wait(HOLD_LIMIT)

@@ -63,11 +63,11 @@ class Rig:
         if proc is None or proc.poll() is not None:
             self.start_worker()
 
-    def use_lease(self, seconds: float) -> None:
-        """Start the worker again with another lease (for this scenario only)."""
+    def use_lease(self, seconds: float, **extra: str) -> None:
+        """Start the worker again with another lease, and ``extra`` settings (for this scenario only)."""
         self.kill_worker()
         self.lease = seconds
-        self.start_worker()
+        self.start_worker(**extra)
 
     def kill_worker(self, name: str = WORKER) -> None:
         """SIGKILL the worker process alone (its tools die with it: they are killed with their parent)."""

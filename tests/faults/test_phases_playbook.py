@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 LEASE = 3  # a killed worker's lease expires soon
 LONG_LEASE = 20  # longer than a restart of the server: for the server's kills
+SECOND_WORKER = "worker_01"
 
 CHAIN = playbook("faults/chain", [step("start", 1, "b"), step("b", 0, "c"), step("c")])
 
@@ -119,20 +120,26 @@ def test_worker_killed_during_a_fan_in(rig: Rig) -> None:
 
 
 def test_server_killed_with_both_branch_ends_in_flight(rig: Rig) -> None:
-    rig.use_lease(LONG_LEASE)
-    execution_id, token = run(rig, FAN_IN)
-    rig.ledger.wait_runs(f"{token}.b2", 1, timeout=60)  # b1 has ended; a1 and b2 are running
-    first = rig.gate.hold("/events", "request", "completed")
-    second = rig.gate.hold("/events", "request", "completed")
-    first.wait(60)
-    second.wait(60)
-    rig.kill_server()
-    first.drop()
-    second.drop()
-    rig.cluster.start_server()  # both reports are retried, and the join decided once
+    # Two workers of one slot each: a1 runs on one, b1 then b2 on the other, so the two ends travel
+    # in two requests at once (a worker sends the ends its own jobs report together in one).
+    rig.use_lease(LONG_LEASE, NOETL_WORKER_CONCURRENCY="1")
+    rig.start_worker(SECOND_WORKER, NOETL_WORKER_CONCURRENCY="1")
+    try:
+        execution_id, token = run(rig, FAN_IN)
+        rig.ledger.wait_runs(f"{token}.b2", 1, timeout=60)  # b1 has ended; a1 and b2 are running
+        first = rig.gate.hold("/events", "request", "completed")
+        second = rig.gate.hold("/events", "request", "completed")
+        ends = {first.wait(60)["command_id"], second.wait(60)["command_id"]}
+        rig.kill_server()
+        first.drop()
+        second.drop()
+        rig.cluster.start_server()  # both reports are retried, and the join decided once
 
-    view = wait_ended(rig, execution_id)
+        view = wait_ended(rig, execution_id)
+    finally:
+        rig.kill_worker(SECOND_WORKER)
     assert view["status"] == "COMPLETED", view
+    assert len(ends) == 2  # both branches' ends were held, each in its own request
     verdicts = judge_steps(rig, execution_id, token)
     assert {name: v.runs for name, v in verdicts.items()} == {"a1": 1, "b1": 1, "b2": 1, "reduce": 1}
 
