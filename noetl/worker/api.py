@@ -4,6 +4,10 @@ Connection errors, timeouts and 5xx answers (503 included) are retried with capp
 backoff until the call's deadline (``noetl.client.session``): the server being briefly away is
 normal (restarts, deploys). 409 and 404 are answers, not errors. 401/403 end the worker: a wrong
 token cannot get better.
+
+Claims and events go through the batch routes (``POST /api/commands/claims`` and ``/events``):
+what the worker's jobs ask while a request of that kind is in flight goes together in the next
+one (``noetl.worker.batch``), and each item is answered as its single call would be.
 """
 
 from __future__ import annotations
