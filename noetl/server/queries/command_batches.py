@@ -22,7 +22,7 @@ import asyncpg
 from noetl.protocol.words import FINAL_EVENTS
 from noetl.server.problems import Conflict, Invalid, NotFound
 from noetl.server.queries import commands
-from noetl.server.queries.commands import Recorded
+from noetl.server.queries.commands import Finished, Recorded
 
 # What an item's call can be refused with, returned in its place (the route answers its status).
 REFUSALS = (NotFound, Conflict, Invalid, asyncpg.DataError)
@@ -185,11 +185,12 @@ async def record_all(conn: asyncpg.Connection, asks: Sequence[EventAsk]) -> list
     """Each ask's ``Recorded`` or its refusal, in the asks' order.
 
     One transaction for them all: the executions' locks, the commands' locks with what deciding
-    needs (one statement each), then each event's own statement (and for a playbook step, the
-    engine's transition). Two asks of one command, and final events of a sub-playbook's steps,
-    are recorded apart afterwards, each in its own transaction as a single call would be. When
-    an ask fails after it started writing, the transaction is rolled back and every ask is
-    recorded apart, so that failure is its own and the others are stored.
+    needs, the final events of `noetl submit` commands (one statement each), then each other
+    event's own statement (and for a playbook step, the engine's transition). Two asks of one
+    command, and final events of a sub-playbook's steps, are recorded apart afterwards, each in
+    its own transaction as a single call would be. When an ask fails after it started writing,
+    the transaction is rolled back and every ask is recorded apart, so that failure is its own
+    and the others are stored.
     """
     apart: list[int] = []
     together: list[int] = []
@@ -242,6 +243,7 @@ async def _record_together(
     )
     for i in together:
         results[i] = NotFound(f"no command {asks[i].command_id}")  # unless its row is found
+    submits: list[tuple[int, asyncpg.Record]] = []  # `noetl submit` commands end in one statement
     for cmd in rows:
         i = int(cmd["ord"])
         ask = asks[i]
@@ -254,7 +256,26 @@ async def _record_together(
             continue
         if not new:
             results[i] = Recorded(stored=False)
-            continue
-        results[i] = await commands.apply_event(
-            conn, cmd, ask.command_id, ask.worker_id, ask.attempt, ask.type_, ask.payload, ask.seq
-        )
+        elif ask.type_ in FINAL_EVENTS and cmd["step"] is None:
+            submits.append((i, cmd))
+        else:
+            results[i] = await commands.apply_event(
+                conn, cmd, ask.command_id, ask.worker_id, ask.attempt, ask.type_, ask.payload, ask.seq
+            )
+    if submits:
+        ending = [
+            commands.Final(
+                asks[i].command_id,
+                cmd["execution_id"],
+                asks[i].type_,
+                asks[i].payload,
+                asks[i].worker_id,
+                asks[i].attempt,
+                asks[i].seq,
+                submit=True,
+            )
+            for i, cmd in submits
+        ]
+        ended = await commands.finish(conn, ending)
+        for (i, cmd), finished_at in zip(submits, ended, strict=True):
+            results[i] = Recorded(True, Finished(asks[i].type_, cmd["claimed_at"], finished_at))

@@ -13,7 +13,9 @@ paths lock the execution row before the command's, like cancel does, so they nev
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -317,43 +319,9 @@ async def apply_event(
             conn, cmd["execution_id"], command_id, type_, payload, worker_id, attempt, seq
         )
         return Recorded(stored=stored)
-    result = payload.get("result") if type_ == "completed" else None
-    error = payload.get("error") if type_ == "failed" else None
     submit = cmd["step"] is None
-    # The event, the command's end and (for a `noetl submit`) its execution's end: one statement.
-    finished_at = await conn.fetchval(
-        """
-        WITH event AS (
-            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt, seq)
-            VALUES ($5, $1, $2, $6, $7, $8, $9)
-            ON CONFLICT (command_id, attempt, type, seq) DO NOTHING
-        ), command AS (
-            UPDATE noetl.commands
-            SET status = $2, result = $3, error = $4, finished_at = now(), updated_at = now(),
-                lease_until = NULL
-            WHERE command_id = $1
-            RETURNING finished_at, result, error
-        ), execution AS (
-            UPDATE noetl.executions
-            SET status = $11, result = command.result, error = command.error, finished_at = now(),
-                updated_at = now()
-            FROM command
-            WHERE $10 AND executions.execution_id = $5 AND executions.status = 'RUNNING'
-        )
-        SELECT finished_at FROM command
-        """,
-        command_id,
-        type_,
-        result,
-        error,
-        cmd["execution_id"],
-        payload,
-        worker_id,
-        attempt,
-        seq,
-        submit,
-        "COMPLETED" if type_ == "completed" else "FAILED",
-    )
+    final = Final(command_id, cmd["execution_id"], type_, payload, worker_id, attempt, seq, submit)
+    (finished_at,) = await finish(conn, [final])
     notices: list[Notice] = []
     if not submit:
         notices = await transitions.step_command_finished(
@@ -362,11 +330,83 @@ async def apply_event(
             cmd["step"],
             cmd["iteration"],
             type_ == "completed",
-            result,
-            error,
+            final.result,
+            final.error,
             payload,
         )
     return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
+
+
+@dataclass(frozen=True)
+class Final:
+    """A lease holder's new ``completed`` or ``failed`` event, checked and ready to apply."""
+
+    command_id: UUID
+    execution_id: UUID
+    type_: str
+    payload: dict[str, Any]
+    worker_id: str
+    attempt: int
+    seq: int
+    submit: bool  # a `noetl submit` command: its execution ends with it
+
+    @property
+    def result(self) -> Any:
+        return self.payload.get("result") if self.type_ == "completed" else None
+
+    @property
+    def error(self) -> str | None:
+        return self.payload.get("error") if self.type_ == "failed" else None
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+async def finish(conn: asyncpg.Connection, finals: Sequence[Final]) -> list[datetime]:
+    """Record final events, end their commands and, for `noetl submit` ones, their executions:
+    one statement for them all (each a different command); each command's finish time, in order.
+    A playbook step's transition is the caller's, after it."""
+    # JSON goes as text, cast in SQL: asyncpg would read a list inside a jsonb[] as a dimension.
+    rows = await conn.fetch(
+        """
+        WITH ask AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[],
+                                 $7::int[], $8::text[], $9::text[], $10::boolean[])
+                WITH ORDINALITY AS a(command_id, execution_id, type, payload, worker_id, attempt, seq,
+                                     result, error, submit, ord)
+        ), event AS (
+            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt, seq)
+            SELECT execution_id, command_id, type, payload::jsonb, worker_id, attempt, seq FROM ask
+            ON CONFLICT (command_id, attempt, type, seq) DO NOTHING
+        ), command AS (
+            UPDATE noetl.commands c
+            SET status = a.type, result = a.result::jsonb, error = a.error, finished_at = now(),
+                updated_at = now(), lease_until = NULL
+            FROM ask a
+            WHERE c.command_id = a.command_id
+            RETURNING a.ord, a.submit, a.type, c.execution_id, c.finished_at, c.result, c.error
+        ), execution AS (
+            UPDATE noetl.executions e
+            SET status = CASE command.type WHEN 'completed' THEN 'COMPLETED' ELSE 'FAILED' END,
+                result = command.result, error = command.error, finished_at = now(), updated_at = now()
+            FROM command
+            WHERE command.submit AND e.execution_id = command.execution_id AND e.status = 'RUNNING'
+        )
+        SELECT finished_at FROM command ORDER BY ord
+        """,
+        [f.command_id for f in finals],
+        [f.execution_id for f in finals],
+        [f.type_ for f in finals],
+        [json.dumps(f.payload) for f in finals],
+        [f.worker_id for f in finals],
+        [f.attempt for f in finals],
+        [f.seq for f in finals],
+        [_json(f.result) for f in finals],
+        [f.error for f in finals],
+        [f.submit for f in finals],
+    )
+    return [row["finished_at"] for row in rows]
 
 
 async def release(
