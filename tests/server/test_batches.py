@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from tests.auth import CLIENT_TOKEN, bearer
-from tests.server.conftest import command_of, execution, pg_fetch, submit
+from tests.server.conftest import command_of, execution, pg_fetch, stream_notices, submit, wait_for
+from tests.server.test_step_commands import start, step_commands
+from tests.services import Nats
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +221,34 @@ def test_batch_routes_take_the_worker_token_only(api: httpx.Client) -> None:
     for path in ("/api/commands/claims", "/api/commands/events"):
         refused = httpx.post(api.base_url.join(path), json={}, headers=bearer(CLIENT_TOKEN))
         assert refused.status_code == 403, path
+
+
+def test_a_step_and_a_submit_ending_in_one_batch(
+    api: httpx.Client, nats: Nats, pg_env: dict[str, str]
+) -> None:
+    execution_id = start(api)
+    (first,) = step_commands(pg_env, execution_id)
+    step, alone = first["command_id"], submit(api)["command_id"]
+    claims = [
+        a["claim"]
+        for a in answers(
+            api.post("/api/commands/claims", json={"claims": [claim_item(step), claim_item(alone)]})
+        )
+    ]
+    result = {"exit_code": 0, "stdout": "one\n", "stderr": ""}
+    items = [
+        {**event_item(step, claims[0]), "payload": {"result": result}},
+        event_item(alone, claims[1]),
+    ]
+    got = answers(api.post("/api/commands/events", json={"events": items}))
+
+    assert [(a["status"], a["stored"]) for a in got] == [(200, True), (200, True)]
+    # The step's end moved the playbook on (the next command rendered with its result, published);
+    # the submit's end ended its execution.
+    commands = step_commands(pg_env, execution_id)
+    assert [(c["step"], c["status"]) for c in commands] == [("start", "completed"), ("second", "pending")]
+    assert commands[1]["tool"] == {"kind": "shell", "command": "echo one two"}
+    second = commands[1]["command_id"]
+    wait_for(lambda: any(m == f"{second}:1" for m, _ in stream_notices(nats.url)), what="second's notice")
+    done = execution(api, execution_of(api, alone, pg_env))
+    assert (done["status"], done["result"]) == ("COMPLETED", alone)
