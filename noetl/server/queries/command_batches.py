@@ -56,6 +56,9 @@ _CLAIMED = (
 # The first ask of each command takes it if it is pending (a later one of the same command is
 # then refused, as the second of two single claims would be); the `claimed` events, and with
 # `start` the `started` ones, are written in the same statement.
+# Rows are found by their key: the status tests are written `(...) IS TRUE` so that the planner
+# cannot use the status index instead, which would read every pending (or claimed) command, a
+# whole backlog, for each batch when its statistics predate the backlog.
 _CLAIM = f"""
     WITH ask AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::boolean[])
@@ -63,8 +66,8 @@ _CLAIM = f"""
     ), firsts AS (
         SELECT DISTINCT ON (command_id) * FROM ask ORDER BY command_id, ord
     ), target AS (
-        SELECT c.command_id FROM noetl.commands c JOIN firsts f ON f.command_id = c.command_id
-        WHERE c.status = 'pending'
+        SELECT c.command_id FROM noetl.commands c
+        WHERE c.command_id = ANY($1::uuid[]) AND (c.status = 'pending') IS TRUE
         ORDER BY c.command_id
         FOR UPDATE OF c
     ), claimed AS (
@@ -73,7 +76,8 @@ _CLAIM = f"""
             lease_until = now() + make_interval(secs => f.lease_seconds), claimed_at = now(),
             updated_at = now(), lease_secret = f.secret, claim_request = f.request_id
         FROM firsts f JOIN target t ON t.command_id = f.command_id
-        WHERE c.command_id = f.command_id AND c.status = 'pending'
+        WHERE c.command_id = f.command_id AND c.command_id = ANY($1::uuid[])
+          AND (c.status = 'pending') IS TRUE
         RETURNING f.ord, f.start AS started, c.worker_id, {_CLAIMED}
     ), event AS (
         INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
@@ -94,8 +98,8 @@ _CLAIM_AGAIN = f"""
         updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::boolean[], $6::bigint[])
         AS a(command_id, worker_id, lease_seconds, request_id, start, ord)
-    WHERE c.command_id = a.command_id AND c.status = 'claimed' AND c.worker_id = a.worker_id
-      AND c.claim_request = a.request_id
+    WHERE c.command_id = a.command_id AND c.command_id = ANY($1::uuid[]) AND (c.status = 'claimed') IS TRUE
+      AND c.worker_id = a.worker_id AND c.claim_request = a.request_id
     RETURNING a.ord, a.start AS started, {_CLAIMED}
 """
 

@@ -368,6 +368,8 @@ async def finish(conn: asyncpg.Connection, finals: Sequence[Final]) -> list[date
     one statement for them all (each a different command); each command's finish time, in order.
     A playbook step's transition is the caller's, after it."""
     # JSON goes as text, cast in SQL: asyncpg would read a list inside a jsonb[] as a dimension.
+    # Rows are found by their key: `(...) IS TRUE` keeps the planner off the status index, which
+    # reads every RUNNING execution, a whole backlog, when its statistics predate the backlog.
     rows = await conn.fetch(
         """
         WITH ask AS (
@@ -391,7 +393,8 @@ async def finish(conn: asyncpg.Connection, finals: Sequence[Final]) -> list[date
             SET status = CASE command.type WHEN 'completed' THEN 'COMPLETED' ELSE 'FAILED' END,
                 result = command.result, error = command.error, finished_at = now(), updated_at = now()
             FROM command
-            WHERE command.submit AND e.execution_id = command.execution_id AND e.status = 'RUNNING'
+            WHERE command.submit AND e.execution_id = command.execution_id
+              AND (e.status = 'RUNNING') IS TRUE  -- by key: never the status index (see below)
         )
         SELECT finished_at FROM command ORDER BY ord
         """,
