@@ -56,9 +56,9 @@ _CLAIMED = (
 # The first ask of each command takes it if it is pending (a later one of the same command is
 # then refused, as the second of two single claims would be); the `claimed` events, and with
 # `start` the `started` ones, are written in the same statement.
-# Rows are found by their key: the status tests are written `(...) IS TRUE` so that the planner
-# cannot use the status index instead, which would read every pending (or claimed) command, a
-# whole backlog, for each batch when its statistics predate the backlog.
+# Rows are found by their key (see ``commands.plan_by_key``): the status tests are written
+# `(...) IS TRUE` so that the planner cannot use the status index instead, which would read every
+# pending (or claimed) command, a whole backlog, for each batch when its statistics predate it.
 _CLAIM = f"""
     WITH ask AS (
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::boolean[])
@@ -108,8 +108,15 @@ async def claim_all(conn: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[
     """Each ask's claim (as ``commands.claim`` returns it) or its refusal, in the asks' order.
 
     One statement when every ask is new and finds its command pending (the hot path); a retried
-    ask, then the refused ones, each cost one more statement for all of them.
+    ask, then the refused ones, each cost one more statement for all of them. They run in one
+    transaction only so that ``commands.plan_by_key`` holds for them.
     """
+    async with conn.transaction():
+        await commands.plan_by_key(conn)
+        return await _claim_all(conn, asks)
+
+
+async def _claim_all(conn: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[dict[str, Any] | Exception]:
     found: dict[int, dict[str, Any]] = {}
 
     def keep(rows: list[asyncpg.Record]) -> None:
@@ -205,6 +212,7 @@ async def record_all(conn: asyncpg.Connection, asks: Sequence[EventAsk]) -> list
     results: dict[int, Recorded | Exception] = {}
     try:
         async with conn.transaction():
+            await commands.plan_by_key(conn)
             await _record_together(conn, asks, together, apart, results)
     except (*REFUSALS, asyncpg.DeadlockDetectedError):
         results.clear()
