@@ -59,15 +59,16 @@ def test_both_clients_raise_the_same_error_for_a_status(status: int) -> None:
 
 
 def test_the_two_clients_differ_only_in_404_and_409_being_answers_for_the_worker() -> None:
-    async def claim(status: int) -> object:
+    async def heartbeat(status: int) -> object:
         api = ServerApi("http://noetl.test", transport=answering(status))
+        claim = Claim("c1", "e1", 1, "lease-secret", {"kind": "shell", "command": "true"}, 5.0, None)
         try:
-            return await api.claim("c1", "w1", 30.0, until=None)
+            return await api.heartbeat(claim, "w1", 30.0, until=None)
         finally:
             await api.close()
 
     for status in (404, 409):
-        assert asyncio.run(claim(status)) is None
+        assert asyncio.run(heartbeat(status)) is False  # an answer: the lease is gone
         error = cli_error(status)
         assert isinstance(error, ApiRejected) and error.status == status
         assert str(error) == "the server's reason" and error.exit_code == 1
