@@ -140,7 +140,7 @@ class Outbox:
         notices: list[Notice],
         mark: Callable[[asyncpg.Connection, list[Notice]], Awaitable[None]] = commands.mark_published,
     ) -> int:
-        results = await asyncio.gather(*(self.publisher.publish(n) for n in notices))
+        results = await self.publisher.publish(notices)
         acked = [n for n, ok in zip(notices, results, strict=True) if ok]
         if acked:
             self.metrics.published.inc(len(acked))
