@@ -27,7 +27,8 @@ from noetl.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT = 2.0  # seconds to wait for JetStream's ack of one notice
+PUBLISH_TIMEOUT = 2.0  # seconds to wait for JetStream's acks of a batch of notices
+PIPELINE = 1000  # notices sent before their acks are awaited
 
 
 class Publisher:
@@ -89,17 +90,26 @@ class Publisher:
         notice without an ack counts as not stored (the outbox's sweep publishes it again; its
         message id makes a second copy a duplicate JetStream drops).
         """
+        stored: list[bool] = []
+        for start in range(0, len(notices), PIPELINE):
+            stored += await self._publish_some(notices[start : start + PIPELINE])
+        return stored
+
+    async def _publish_some(self, notices: Sequence[Notice]) -> list[bool]:
         js = self.js
         if js is None or not self.connected:
             return [False] * len(notices)
         sent: list[asyncio.Future[Any]] = []
         try:
             for notice in notices:
+                # No wait_stall: with one it would wait on a task per message and hand the loop to
+                # nats-py's flusher between messages (a socket write each). Without, the batch is
+                # written at once; it never stalls: at most PIPELINE acks are pending, far below
+                # nats-py's limit (publish_async_max_pending).
                 sent.append(
                     await js.publish_async(
                         self.settings.nats_subject,
                         notice.payload(),
-                        wait_stall=PUBLISH_TIMEOUT,
                         headers={"Nats-Msg-Id": notice.msg_id},
                     )
                 )
