@@ -59,6 +59,7 @@ class Submitter:
         return await done
 
     async def _insert_queued(self) -> None:
+        batch: list[_Waiting] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
@@ -67,6 +68,9 @@ class Submitter:
                     await self._insert(batch)
         finally:
             self._inserting = None
+            # Only when cancelled (the server stopping) is anyone still waiting: answer them.
+            left, self._queue = batch + self._queue, []
+            _fail(left, DatabaseUnavailable("the server is stopping"))
 
     async def _insert(self, batch: list[_Waiting]) -> None:
         try:
