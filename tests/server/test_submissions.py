@@ -42,8 +42,11 @@ def batches(api: httpx.Client) -> tuple[int, int]:
 
 
 def transactions(pg_env: dict[str, str]) -> int:
-    """How many transactions wrote the commands there are (one per statement of the submitter)."""
-    return int(pg_fetch(pg_env, "SELECT count(DISTINCT xmin::text) AS n FROM noetl.commands")[0]["n"])
+    """How many transactions inserted the submissions (one per statement of the submitter), read
+    from their `created` events: never updated, they keep the inserting transaction's xmin (a
+    command's row takes a new one when the outbox marks it published)."""
+    query = "SELECT count(DISTINCT xmin::text) AS n FROM noetl.events WHERE type = 'created'"
+    return int(pg_fetch(pg_env, query)[0]["n"])
 
 
 def submit_concurrently(server: Server, n: int) -> list[dict[str, Any]]:
