@@ -57,6 +57,12 @@ class ServerMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        self.submit_batch = Histogram(
+            "noetl_submit_batch_size",
+            "Submissions inserted together in one statement (the count is the statements).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.published = Counter("noetl_notices_published", "Notices acknowledged by JetStream.", registry=r)
         self.reaped = Counter(
             "noetl_leases_expired",

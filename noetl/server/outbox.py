@@ -1,7 +1,9 @@
 """Publishing notices after commit, and again later for whatever NATS missed.
 
 Routes hand the notices of committed changes to ``Outbox.notify``; the ``run`` task publishes
-them at once when NATS is up. Commands whose notice was not acknowledged keep
+them at once when NATS is up, in batches: whatever queued while the previous batch was out goes
+together, back to back, its acks awaited together, and one statement marks the acknowledged ones
+published. Commands whose notice was not acknowledged keep
 ``published_at = NULL``; the same task sweeps for them every interval and whenever NATS comes back,
 so a command created while NATS was down is published as soon as it returns.
 
@@ -140,7 +142,7 @@ class Outbox:
         notices: list[Notice],
         mark: Callable[[asyncpg.Connection, list[Notice]], Awaitable[None]] = commands.mark_published,
     ) -> int:
-        results = await asyncio.gather(*(self.publisher.publish(n) for n in notices))
+        results = await self.publisher.publish(notices)
         acked = [n for n, ok in zip(notices, results, strict=True) if ok]
         if acked:
             self.metrics.published.inc(len(acked))

@@ -1,4 +1,5 @@
-"""What every route needs, built once per app: settings, database, publisher, outbox, metrics."""
+"""What every route needs, built once per app: settings, database, publisher, outbox, submitter,
+metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from noetl.server.metrics import ServerMetrics
 from noetl.server.models import Problem
 from noetl.server.outbox import Outbox
 from noetl.server.publisher import Publisher
+from noetl.server.submitter import Submitter
 from noetl.settings import Settings
 
 
@@ -21,6 +23,7 @@ class Services:
     db: Database
     publisher: Publisher
     outbox: Outbox
+    submitter: Submitter
     metrics: ServerMetrics
 
     @classmethod
@@ -30,7 +33,7 @@ class Services:
         publisher = Publisher(settings)
         outbox = Outbox(db, publisher, metrics, settings.reaper_interval)
         publisher.on_connected = outbox.sweep_soon
-        return cls(settings, db, publisher, outbox, metrics)
+        return cls(settings, db, publisher, outbox, Submitter(db, outbox, metrics), metrics)
 
 
 async def _services(request: Request) -> Services:

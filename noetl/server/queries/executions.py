@@ -1,4 +1,4 @@
-"""Executions: create one with its command (`noetl submit`), read one, its steps and events, list them."""
+"""Executions: read one, its steps and events, list them (``submissions`` creates them for `noetl submit`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 
-from noetl.protocol.nats import Notice
 from noetl.protocol.words import EVENT_TYPES, EXECUTION_FINISHED
 from noetl.server import paging
 from noetl.server.queries import catalog
@@ -19,35 +18,6 @@ COMMAND_COLUMNS = """
     lease_until, published_at, claimed_at, finished_at, result, error, created_at, updated_at
 """
 EVENT_COLUMNS = "event_id, execution_id, command_id, type, payload, worker_id, attempt, seq, created_at"
-
-
-async def create_execution(
-    conn: asyncpg.Connection, tool: dict[str, Any], timeout: float, max_attempts: int
-) -> Notice:
-    """Insert an execution, its one command and a ``created`` event in one statement (atomic).
-
-    Returns the notice to publish once the statement has committed.
-    """
-    execution_id, command_id = uuid.uuid4(), uuid.uuid4()
-    await conn.execute(
-        """
-        WITH execution AS (
-            INSERT INTO noetl.executions (execution_id, status) VALUES ($1, 'RUNNING')
-        ), command AS (
-            INSERT INTO noetl.commands (command_id, execution_id, tool, timeout, max_attempts, status)
-            VALUES ($2, $1, $3, $4, $5, 'pending')
-        )
-        INSERT INTO noetl.events (execution_id, command_id, type, payload)
-        VALUES ($1, $2, 'created', $6)
-        """,
-        execution_id,
-        command_id,
-        tool,
-        timeout,
-        max_attempts,
-        {"tool": tool["kind"], "timeout": timeout, "max_attempts": max_attempts},
-    )
-    return Notice(command_id=command_id, execution_id=execution_id, attempt=1)
 
 
 SUMMARY_COLUMNS = """

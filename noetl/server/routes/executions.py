@@ -12,6 +12,7 @@ from noetl.server import paging
 from noetl.server.models import ExecutionPage, ExecutionView, SubmitRequest, Submitted
 from noetl.server.problems import NotFound
 from noetl.server.queries import executions
+from noetl.server.queries.submissions import Submission
 from noetl.server.services import ServicesDep, error_responses
 from noetl.tools.registry import tool_spec
 
@@ -25,12 +26,10 @@ router = APIRouter(tags=["executions"])
     responses=error_responses(401, 413, 422, 503),
 )
 async def submit(body: SubmitRequest, services: ServicesDep) -> dict[str, Any]:
-    """Create an execution with one command; its notice is published after the commit."""
-    async with services.db.connection() as conn:
-        notice = await executions.create_execution(
-            conn, tool_spec(body.tool), body.timeout, body.max_attempts
-        )
-    services.outbox.notify(notice)
+    """Create an execution with one command; its notice is published after the commit.
+    Concurrent submissions share a statement (``Submitter``)."""
+    submission = Submission(tool_spec(body.tool), body.timeout, body.max_attempts)
+    notice = await services.submitter.submit(submission)
     return {"execution_id": notice.execution_id, "command_id": notice.command_id}
 
 

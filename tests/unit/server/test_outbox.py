@@ -55,7 +55,10 @@ class FlakyPublisher:
         self.fail_once = fail_once
         self.published: list[str] = []
 
-    async def publish(self, notice: Notice) -> bool:
+    async def publish(self, notices: list[Notice]) -> list[bool]:
+        return [self._publish(n) for n in notices]
+
+    def _publish(self, notice: Notice) -> bool:
         if notice.msg_id in self.fail_once:
             self.fail_once.discard(notice.msg_id)
             return False
@@ -114,11 +117,11 @@ class DownPublisher:
         self.attempts = 0
         self.published: list[str] = []
 
-    async def publish(self, notice: Notice) -> bool:
-        self.attempts += 1
+    async def publish(self, notices: list[Notice]) -> list[bool]:
+        self.attempts += len(notices)
         if self.up:
-            self.published.append(notice.msg_id)
-        return self.up
+            self.published.extend(n.msg_id for n in notices)
+        return [self.up] * len(notices)
 
 
 def test_failing_publishes_back_off_instead_of_sweeping_on_every_submission() -> None:
