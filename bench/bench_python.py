@@ -18,6 +18,10 @@ with python commands forked from the workers' warm templates, in one run:
   a fresh interpreter (how the python tool ran before the templates) and a shell `true`;
 - a burst: N python no-ops submitted by 8 client threads, first submission -> all COMPLETED, in
   commands/s, against the same burst of shell `true`;
+- CPU per extra step, by process (server, workers, their tools, PostgreSQL, NATS; /proc): the
+  CPU of --cpu-rounds 10-step runs minus that of as many 1-step runs, over 9 steps a run; these
+  runs are polled every 50 ms (the 5 ms polling of the latency runs costs the server more than a
+  step does); "engine" is every process but the tools;
 - the workers' and their templates' memory (RSS), idle.
 
 Writes bench/results/python.json; asserts nothing.
@@ -43,6 +47,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import CpuMeter  # noqa: E402
 from noetl.protocol.words import EXECUTION_FINISHED  # noqa: E402
 from noetl.tools.base import run_process  # noqa: E402
 from noetl.tools.registry import ToolContext, run_tool  # noqa: E402
@@ -53,6 +58,7 @@ from tests.worker.harness import Cluster, clean_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 POLL = 0.005
+CPU_POLL = 0.05  # the CPU runs' polling: rare enough to cost the server little
 PYTHON = {"kind": "python", "code": "result = 1"}
 SHELL = {"kind": "shell", "command": "true"}
 CLIENTS = 8
@@ -90,13 +96,13 @@ def call(cluster: Cluster, method: str, path: str, body: Any = None) -> Any:
     return response.json()
 
 
-def wait_ended(cluster: Cluster, execution_id: str) -> None:
+def wait_ended(cluster: Cluster, execution_id: str, poll: float = POLL) -> None:
     while True:
         view = call(cluster, "GET", f"/api/executions/{execution_id}")
         if view["status"] in EXECUTION_FINISHED:
             assert view["status"] == "COMPLETED", view
             return
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def one(cluster: Cluster, tool: dict[str, Any]) -> float:
@@ -106,11 +112,35 @@ def one(cluster: Cluster, tool: dict[str, Any]) -> float:
     return time.perf_counter() - start
 
 
-def playbook(cluster: Cluster, steps: int) -> tuple[float, str]:
+def playbook(cluster: Cluster, steps: int, poll: float = POLL) -> tuple[float, str]:
     start = time.perf_counter()
     body = call(cluster, "POST", "/api/execute", {"path": f"bench/linear{steps}"})
-    wait_ended(cluster, body["execution_id"])
+    wait_ended(cluster, body["execution_id"], poll)
     return time.perf_counter() - start, body["execution_id"]
+
+
+def cpu_per_step(cluster: Cluster, services: tuple[int, int], rounds: int) -> dict[str, float]:
+    """CPU ms per extra step of the linear playbook, by process group (see the module's help)."""
+    workers = [cluster.workers[name].pid for name in WORKERS]
+    assert cluster.server is not None
+    meter = CpuMeter.of(
+        {
+            "server": ([cluster.server.pid], "all"),
+            "workers": (workers, "own"),
+            "tools": (workers, "children"),
+            "postgres": ([services[0]], "all"),
+            "nats": ([services[1]], "all"),
+        }
+    )
+    used = {}
+    for steps in (10, 1):
+        meter.start()
+        for _ in range(rounds):
+            playbook(cluster, steps, poll=CPU_POLL)
+        used[steps] = meter.stop()
+    per_step = {name: round((used[10][name] - used[1][name]) * 1000 / (9 * rounds), 2) for name in used[10]}
+    per_step["engine"] = round(sum(v for name, v in per_step.items() if name != "tools"), 2)
+    return per_step
 
 
 def finished(cluster: Cluster, status: str) -> int:
@@ -265,6 +295,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15, help="runs of each playbook and workflow (15)")
     parser.add_argument("--burst", type=int, default=200, help="commands in a burst (200)")
     parser.add_argument("--bursts", type=int, default=3, help="bursts of each kind (3)")
+    parser.add_argument(
+        "--cpu-rounds", type=int, default=10, help="runs of each playbook for CPU per step (10)"
+    )
     parser.add_argument("--dbos", metavar="URL", help=argparse.SUPPRESS)  # the DBOS side's own process
     args = parser.parse_args()
     if args.dbos:
@@ -305,6 +338,8 @@ def main() -> int:
                     executions.append(execution_id)
                     single.append(playbook(cluster, 1)[0])
                 parts = breakdown(cluster, executions)
+                assert pg.proc is not None and nats.proc is not None
+                cpu = cpu_per_step(cluster, (pg.proc.pid, nats.proc.pid), args.cpu_rounds)
                 python_burst, shell_burst = [], []
                 for _ in range(args.bursts):
                     python_burst.append(burst(cluster, PYTHON, args.burst))
@@ -334,6 +369,7 @@ def main() -> int:
             "dbos_per_extra_step_ms": round((dbos_ten - dbos_one) / 9, 2),
             "ratio_10": round(noetl_ten / dbos_ten, 2),
             "step_breakdown_ms": {**parts, "tool_run_alone": alone["python"]},
+            "cpu_ms_per_extra_step": cpu,
         },
         "burst": {
             "commands": args.burst,

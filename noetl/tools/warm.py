@@ -28,7 +28,7 @@ from typing import Any
 
 from noetl.tools import keeper
 from noetl.tools.base import OUTPUT_LIMIT, Captured, ToolError, kill_group
-from noetl.tools.warm_mark import MARK
+from noetl.tools.warm_mark import MARK, SPARE_NAME
 
 _TEMPLATE = Path(__file__).with_name("warm_template.py")
 # The template's own program runs from its file as `__main__`, like `python -c` would run it.
@@ -37,6 +37,8 @@ _BOOT = "import sys; exec(compile(open(sys.argv[1], encoding='utf-8').read(), sy
 # left the group could hold them open), and for the template's exit report after a kill.
 _PIPE_GRACE = 2.0
 _EXIT_GRACE = 5.0
+# How long a template told to stop (its control socket closed) has to leave by itself.
+_STOP_GRACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class Template:
             "runner": str(self.runner),
             "preload": list(self.preload),
             "setting": self.setting,
+            "spare_name": SPARE_NAME,
         }
         try:
             self.proc = subprocess.Popen(
@@ -185,14 +188,18 @@ class Template:
         self.control = mine
 
     def stop(self) -> None:
-        """Close the control socket and kill the template (its commands die with it)."""
+        """Close the control socket and let the template go (its commands die with it): it leaves
+        by itself at once, reaping its spare child; killed if it does not."""
         if self.control is not None:
             self.control.close()
             self.control = None
         if self.proc is not None:
             if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+                try:
+                    self.proc.wait(_STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
             self.proc = None
 
     def replace(self, dead: subprocess.Popen[bytes] | None) -> None:

@@ -64,6 +64,17 @@ async def ensure_consumer(js: JetStreamContext, stream: str, subject: str) -> No
         await js.consumer_info(stream, DURABLE)  # another worker made it a moment ago
 
 
+def _more_waiting(msgs: list[Msg]) -> bool:
+    """Whether the stream had notices for the consumer beyond the last of ``msgs`` (its metadata
+    counts them); True when that is unknown."""
+    if not msgs:
+        return False
+    try:
+        return msgs[-1].metadata.num_pending > 0
+    except (nats.errors.Error, ValueError, IndexError):  # not a JetStream delivery: assume load
+        return True
+
+
 class Notices:
     """This worker's NATS connection and pull subscription (recreated when the consumer vanished)."""
 
@@ -136,8 +147,8 @@ class Notices:
         nats-py's batch fetch waits until the batch is full or its timeout is over once no notice
         was waiting, which would hold back a notice that arrives while the worker is idle. So an
         idle worker waits for one notice at a time; after a fetch that brought notices (load),
-        it asks for a batch with a short wait (``PREFETCH_WAIT``): under load the batch is there
-        at once, one pull for several notices.
+        it asks for a batch with a short wait (``PREFETCH_WAIT``) when the last notice said more
+        were waiting: under load the batch is there at once, one pull for several notices.
         """
         if self.sub is None or self.recheck:
             self.recheck = False
@@ -159,7 +170,10 @@ class Notices:
             await self.sleep(min(timeout, 1.0))
             return []
         self.complain.clear()
-        self.busy = bool(msgs)
+        # A batch next only when JetStream holds more for us: a notice that came alone (a
+        # playbook's steps one after another) would pay a batch pull lingering PREFETCH_WAIT on
+        # the server, and its expiry, for nothing.
+        self.busy = _more_waiting(msgs)
         return list(msgs)
 
     async def close(self, timeout: float = 1.0) -> None:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from noetl.tools.keeper import KEEPER_SOURCE
+from noetl.tools.warm_mark import is_spare
 from tests.faults.conftest import FAULT_SETTINGS, WORKERS
 from tests.playbooks.conftest import enters
 from tests.services import Nats
@@ -128,8 +129,11 @@ def kill_server(stack: Stack) -> None:
 
 
 def is_helper(worker: psutil.Process, proc: psutil.Process) -> bool:
-    """The worker's own helpers, there while it is idle: its keeper and its warm templates."""
+    """The worker's own helpers, there while it is idle: its keeper, its warm templates and their
+    spare children (forked ahead of the next command, running nothing yet)."""
     try:
+        if is_spare(proc.name()):
+            return True
         cmdline = proc.cmdline()
         helper = KEEPER_SOURCE in cmdline or any(a.endswith(TEMPLATE) for a in cmdline)
         return proc.ppid() == worker.pid and helper

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from noetl.tools import warm
 from noetl.tools.base import OUTPUT_LIMIT
 from noetl.tools.python import PRELOAD_SETTING, warm_up
 from noetl.tools.registry import Outcome, ToolContext, run_tool
+from noetl.tools.warm_mark import is_spare
 from tests.worker.procs import read_pids, wait_gone
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -169,3 +171,108 @@ def test_a_command_has_its_workers_limits_and_umask_and_is_dumpable_as_an_execd_
         1,
     ]
     assert python(code).result == expected
+
+
+# --- the spare: a command's process forked before its request ------------------------------------
+
+
+def spare_of(template: int, timeout: float = 10.0) -> int:
+    """The pid of the template's spare child, once it has one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.Error):
+            spares = [c.pid for c in psutil.Process(template).children() if is_spare(c.name())]
+            assert len(spares) <= 1, spares
+            if spares:
+                return spares[0]
+        time.sleep(0.02)
+    raise AssertionError(f"template {template} has no spare child after {timeout}s")
+
+
+def the_template() -> int:
+    python("result = 1")  # the template starts, and its spare
+    (template,) = warm.template_pids()
+    return template
+
+
+def test_a_command_runs_in_the_spare_forked_before_its_request() -> None:
+    template = the_template()
+    code = "result = [os.getpid(), os.getsid(0), open('/proc/self/comm').read().strip()]"
+    for _ in range(3):
+        spare = spare_of(template)
+        # Its own session, and the name of a command (the template's), no longer the spare's.
+        assert python(code).result == [spare, spare, psutil.Process(template).name()]
+
+
+def test_a_spare_runs_nothing_and_holds_only_its_socket() -> None:
+    template = the_template()
+    spare = spare_of(template)
+    process = psutil.Process(spare)
+    assert process.ppid() == template and os.getsid(spare) == spare
+    assert process.children() == [] and process.status() == psutil.STATUS_SLEEPING
+    held = {int(fd): os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
+    beyond_stdio = [target for fd, target in held.items() if fd > 2]
+    assert len(beyond_stdio) == 1 and beyond_stdio[0].startswith("socket:"), held
+
+
+def test_no_spare_is_forked_while_a_command_runs_and_one_is_after(tmp_path: Path) -> None:
+    template = the_template()
+    gate, ran = tmp_path / "gate", tmp_path / "ran"
+    code = (
+        "import os, time\n"
+        "open(ran, 'w').write(str(os.getpid()))\n"
+        "while not os.path.exists(gate):\n"
+        "    time.sleep(0.01)\n"
+        "result = os.getpid()\n"
+    )
+
+    async def scenario() -> tuple[int, Outcome]:
+        running = asyncio.ensure_future(
+            run_tool(
+                {"kind": "python", "code": code, "args": {"gate": str(gate), "ran": str(ran)}},
+                ToolContext(20, ENV),
+            )
+        )
+        (pid,) = await asyncio.to_thread(read_pids, ran, 1)
+        children = psutil.Process(template).children()
+        assert [c.pid for c in children] == [pid], children  # the command only: no spare meanwhile
+        gate.touch()
+        return pid, await running
+
+    pid, outcome = asyncio.run(scenario())
+    assert outcome.result == pid
+    assert spare_of(template) != pid
+
+
+def test_a_command_handed_to_a_spare_that_died_is_forked_for_itself() -> None:
+    template = the_template()
+    spare = spare_of(template)
+
+    async def scenario() -> Outcome:
+        os.kill(template, signal.SIGSTOP)  # it sees the spare's death only after the request
+        try:
+            os.kill(spare, signal.SIGKILL)
+            while psutil.Process(spare).status() != psutil.STATUS_ZOMBIE:
+                await asyncio.sleep(0.01)
+            running = asyncio.ensure_future(
+                run_tool({"kind": "python", "code": "result = os.getpid()"}, ToolContext(20, ENV))
+            )
+            for _ in range(10):  # the request is written before the first real wait
+                await asyncio.sleep(0)
+        finally:
+            os.kill(template, signal.SIGCONT)
+        return await running
+
+    outcome = asyncio.run(scenario())
+    assert outcome.ok, outcome
+    assert outcome.result != spare and wait_gone([spare]) == []
+    assert spare_of(template) not in (spare, outcome.result)
+    assert warm.template_pids() == [template]
+
+
+def test_a_stopped_template_reaps_its_spare_before_it_leaves() -> None:
+    template = the_template()
+    spare = spare_of(template)
+    warm.stop_all()
+    assert not psutil.pid_exists(template)
+    assert not psutil.pid_exists(spare)  # reaped: not a zombie left to whoever inherits it

@@ -38,6 +38,17 @@ async def depth(conn: asyncpg.Connection, execution_id: UUID) -> int:
 async def lock_execution(conn: asyncpg.Connection, execution_id: UUID) -> asyncpg.Record:
     """Take the row locks of the execution's ancestors (root first), then its own; its row, or
     NotFound. Call inside an open transaction."""
+    # The common case first, in one round trip (every step's end takes this lock): an execution
+    # without ancestors has nothing to lock before its own row.
+    row = await conn.fetchrow(
+        f"""
+        SELECT {EXECUTION_COLUMNS} FROM noetl.executions
+        WHERE execution_id = $1 AND parent_execution_id IS NULL FOR UPDATE
+        """,
+        execution_id,
+    )
+    if row is not None:
+        return row
     ancestors = await conn.fetch(_ANCESTORS, execution_id)
     for ancestor in ancestors:
         await conn.execute(

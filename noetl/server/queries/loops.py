@@ -17,25 +17,17 @@ import asyncpg
 from noetl.engine.state import IterationEnd, LoopRun, LoopStart
 
 
-async def counters(conn: asyncpg.Connection, execution_id: UUID) -> dict[str, LoopRun]:
-    """The counters of every loop step of the execution, by step (one row per loop step)."""
-    rows = await conn.fetch(
-        """
-        SELECT step, total, max_in_flight, dispatched, done, failed FROM noetl.loops
-        WHERE execution_id = $1
-        """,
-        execution_id,
+def counters_of(row: asyncpg.Record) -> LoopRun | None:
+    """A loop step's counters from a row with the columns of ``noetl.loops`` (None: not a loop)."""
+    if row["total"] is None:
+        return None
+    return LoopRun(
+        total=row["total"],
+        max_in_flight=row["max_in_flight"],
+        dispatched=row["dispatched"],
+        done=row["done"],
+        failed=row["failed"],
     )
-    return {
-        r["step"]: LoopRun(
-            total=r["total"],
-            max_in_flight=r["max_in_flight"],
-            dispatched=r["dispatched"],
-            done=r["done"],
-            failed=r["failed"],
-        )
-        for r in rows
-    }
 
 
 async def next_item(conn: asyncpg.Connection, execution_id: UUID, step: str, loop: LoopRun) -> None:
@@ -105,6 +97,9 @@ async def mark_running(conn: asyncpg.Connection, execution_id: UUID, running: li
 
 
 async def store_ends(conn: asyncpg.Connection, execution_id: UUID, ends: Iterable[IterationEnd]) -> None:
+    ends = list(ends)
+    if not ends:
+        return
     await conn.executemany(
         """
         UPDATE noetl.iterations SET status = $4, result = $5, error = $6

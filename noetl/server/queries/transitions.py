@@ -17,6 +17,7 @@ same transaction as well.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -90,13 +91,19 @@ async def _create(
 
 
 async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> ExecutionState:
-    """The engine's view: the step runs, with their loop counters (O(steps), not O(items))."""
+    """The engine's view: the step runs, with their loop counters (O(steps), not O(items)), in one
+    round trip."""
     execution_id = execution["execution_id"]
     rows = await conn.fetch(
-        "SELECT step, status, result, error, attempts FROM noetl.step_runs WHERE execution_id = $1",
+        """
+        SELECT s.step, s.status, s.result, s.error, s.attempts,
+               l.total, l.max_in_flight, l.dispatched, l.done, l.failed
+        FROM noetl.step_runs s
+        LEFT JOIN noetl.loops l ON l.execution_id = s.execution_id AND l.step = s.step
+        WHERE s.execution_id = $1
+        """,
         execution_id,
     )
-    counters = await loops.counters(conn, execution_id)
     return ExecutionState(
         execution_id=str(execution_id),
         workload=execution["workload"] or {},
@@ -108,7 +115,7 @@ async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> Exe
                 result=r["result"],
                 error=r["error"],
                 attempts=r["attempts"],
-                loop=counters.get(r["step"]),
+                loop=loops.counters_of(r),
             )
             for r in rows
         },
@@ -174,6 +181,8 @@ async def _record_retries(
         if iteration is not None:
             payload["iteration"] = iteration
         rows.append((execution_id, "call.retry", step, "RUNNING", payload))
+    if not rows:
+        return
     await conn.executemany(
         """
         INSERT INTO noetl.events (execution_id, type, node_name, status, payload)
@@ -236,48 +245,12 @@ async def apply(
     ``pb`` and ``state`` (what the decisions were made from) are needed by the decisions that
     follow in the same transaction: a loop's results collected, a child that cannot start.
     Returns the notices of the new commands, to publish after the commit."""
-    if decisions.events:
-        await conn.executemany(
-            """
-            INSERT INTO noetl.events (execution_id, type, node_name, status, payload)
-            VALUES ($1, $2, $3, $4, $5)
-            """,
-            [(execution_id, e.type, e.node_name, e.status, _event_payload(e)) for e in decisions.events],
-        )
-    if decisions.steps:
-        await conn.executemany(
-            """
-            INSERT INTO noetl.step_runs AS s
-                (execution_id, step, status, result, error, attempts, started_at, finished_at)
-            VALUES ($1, $2, $3, $4, $5, $6,
-                    CASE WHEN $3 <> 'pending' THEN now() END, CASE WHEN $3 = ANY($7) THEN now() END)
-            ON CONFLICT (execution_id, step) DO UPDATE SET
-                status = $3, result = $4, error = $5, attempts = $6, updated_at = now(),
-                started_at = coalesce(s.started_at, CASE WHEN $3 <> 'pending' THEN now() END),
-                finished_at = CASE WHEN $3 = ANY($7) THEN now() END
-            """,
-            [
-                (execution_id, name, r.status, r.result, r.error, r.attempts, list(STEP_FINISHED))
-                for name, r in decisions.steps.items()
-            ],
-        )
+    await _record(conn, execution_id, decisions)
     await loops.store_starts(conn, execution_id, decisions.loops)
     await loops.store_counters(
         conn, execution_id, {name: r.loop for name, r in decisions.steps.items() if r.loop is not None}
     )
     await loops.store_ends(conn, execution_id, decisions.iterations)
-    done = [r for r in decisions.steps.values() if r.status == "done"]
-    await conn.execute(
-        """
-        UPDATE noetl.executions SET ctx = coalesce(ctx, '{}'::jsonb) || $2::jsonb,
-            result = CASE WHEN $3 THEN $4::jsonb ELSE result END, updated_at = now()
-        WHERE execution_id = $1
-        """,
-        execution_id,
-        decisions.ctx,
-        bool(done),
-        done[-1].result if done else None,
-    )
     if decisions.cancel or decisions.final:
         # A failed or cancelled execution stops everything; otherwise only the steps named.
         await conn.execute(
@@ -328,6 +301,61 @@ async def apply(
     if decisions.final:
         notices += await _report_to_parent(conn, execution_id, decisions.final)
     return notices
+
+
+# The engine's events, the step runs that changed and the context: one statement, one round trip
+# (a step's end pays for each round trip in the latency of the step after it). The events go in
+# their list's order, so that their ids keep it.
+_RECORD = """
+    WITH event AS (
+        INSERT INTO noetl.events (execution_id, type, node_name, status, payload)
+        SELECT $1::uuid, e.type, e.node_name, e.status, e.payload::jsonb
+        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+            AS e(type, node_name, status, payload, n)
+        ORDER BY e.n
+    ), step AS (
+        INSERT INTO noetl.step_runs AS s
+            (execution_id, step, status, result, error, attempts, started_at, finished_at)
+        SELECT $1::uuid, r.step, r.status, r.result::jsonb, r.error, r.attempts,
+               CASE WHEN r.status <> 'pending' THEN now() END,
+               CASE WHEN r.status = ANY($11::text[]) THEN now() END
+        FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int[])
+            AS r(step, status, result, error, attempts)
+        ON CONFLICT (execution_id, step) DO UPDATE SET
+            status = excluded.status, result = excluded.result, error = excluded.error,
+            attempts = excluded.attempts, updated_at = now(),
+            started_at = coalesce(s.started_at, excluded.started_at),
+            finished_at = excluded.finished_at
+    )
+    UPDATE noetl.executions SET ctx = coalesce(ctx, '{}'::jsonb) || $12::jsonb,
+        result = CASE WHEN $13 THEN $14::jsonb ELSE result END, updated_at = now()
+    WHERE execution_id = $1
+"""
+
+
+async def _record(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> None:
+    """Store the decisions' events, changed step runs and context writes (and the result of the
+    last step that ended well as the execution's)."""
+    events = decisions.events
+    runs = list(decisions.steps.items())
+    done = [r for _, r in runs if r.status == "done"]
+    await conn.execute(
+        _RECORD,
+        execution_id,
+        [e.type for e in events],
+        [e.node_name for e in events],
+        [e.status for e in events],
+        [_json(_event_payload(e)) for e in events],
+        [name for name, _ in runs],
+        [r.status for _, r in runs],
+        [_json(r.result) for _, r in runs],
+        [r.error for _, r in runs],
+        [r.attempts for _, r in runs],
+        list(STEP_FINISHED),
+        decisions.ctx,
+        bool(done),
+        done[-1].result if done else None,
+    )
 
 
 async def _reloaded(conn: asyncpg.Connection, execution_id: UUID, state: ExecutionState) -> ExecutionState:
@@ -414,46 +442,54 @@ async def _cancel_children(
         await _cancel_locked(conn, child, reason)
 
 
+# A step's new commands with their `created` events and the step runs they link to (which exist
+# already unless the engine did not list them as changed): one statement.
+_DISPATCH = """
+    WITH run AS (
+        INSERT INTO noetl.step_runs (execution_id, step, status, started_at)
+        SELECT DISTINCT $1::uuid, step, 'running', now() FROM unnest($3::text[]) AS step
+        ON CONFLICT (execution_id, step) DO NOTHING
+    ), command AS (
+        INSERT INTO noetl.commands
+            (command_id, execution_id, step, iteration, tool, timeout, max_attempts, status)
+        SELECT c.id, $1::uuid, c.step, c.iteration, c.tool::jsonb, $7, $8, 'pending'
+        FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[]) AS c(id, step, iteration, tool)
+    )
+    INSERT INTO noetl.events (execution_id, command_id, type, payload, node_name)
+    SELECT $1::uuid, c.id, 'created', c.payload::jsonb, c.step
+    FROM unnest($2::uuid[], $3::text[], $6::text[]) WITH ORDINALITY AS c(id, step, payload, n)
+    ORDER BY c.n
+"""
+
+
 async def _dispatch(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> list[Notice]:
     if not decisions.dispatch:
         return []
     commands = [(uuid.uuid4(), d) for d in decisions.dispatch]
-    # The step run a command links to exists even when the engine did not list it as changed.
-    await conn.executemany(
-        """
-        INSERT INTO noetl.step_runs (execution_id, step, status, started_at) VALUES ($1, $2, 'running', now())
-        ON CONFLICT (execution_id, step) DO NOTHING
-        """,
-        list({(execution_id, d.step) for d in decisions.dispatch}),
-    )
-    await conn.executemany(
-        """
-        WITH command AS (
-            INSERT INTO noetl.commands
-                (command_id, execution_id, step, iteration, tool, timeout, max_attempts, status)
-            VALUES ($1, $2, $3, $8, $4, $5, $6, 'pending')
-        )
-        INSERT INTO noetl.events (execution_id, command_id, type, payload, node_name)
-        VALUES ($2, $1, 'created', $7, $3)
-        """,
+    await conn.execute(
+        _DISPATCH,
+        execution_id,
+        [command_id for command_id, _ in commands],
+        [d.step for _, d in commands],
+        [d.iteration for _, d in commands],
+        [_json(d.tool) for _, d in commands],
         [
-            (
-                command_id,
-                execution_id,
-                d.step,
-                d.tool,
-                STEP_TIMEOUT,
-                STEP_MAX_ATTEMPTS,
-                {"tool": d.tool.get("kind"), "timeout": STEP_TIMEOUT, "max_attempts": STEP_MAX_ATTEMPTS},
-                d.iteration,
-            )
-            for command_id, d in commands
+            _json({"tool": d.tool.get("kind"), "timeout": STEP_TIMEOUT, "max_attempts": STEP_MAX_ATTEMPTS})
+            for _, d in commands
         ],
+        STEP_TIMEOUT,
+        STEP_MAX_ATTEMPTS,
     )
     await loops.mark_running(
         conn, execution_id, [(d.step, d.iteration) for d in decisions.dispatch if d.iteration is not None]
     )
     return [Notice(command_id=cid, execution_id=execution_id, attempt=1) for cid, _ in commands]
+
+
+def _json(value: Any) -> str | None:
+    """A jsonb value as JSON text, for a ``text[]`` parameter cast in SQL (asyncpg takes a list
+    in a ``jsonb[]`` for one more array dimension); None stays SQL NULL."""
+    return None if value is None else json.dumps(value)
 
 
 def _event_payload(event: Event) -> dict[str, Any]:

@@ -1,0 +1,186 @@
+"""A step's end on a real PostgreSQL, at the level of ``transitions``: what it writes, in how many
+statements (each one is a round trip inside the transaction the next step waits for), and the
+lock order that a sub-playbook's end still keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+import pytest
+
+from noetl.engine.playbook import parse_playbook
+from noetl.server.db import connect_once
+from noetl.server.migrations import migrate
+from noetl.server.queries import catalog, locks, transitions
+from noetl.settings import load_settings
+from tests.server.conftest import clean_env
+
+pytestmark = pytest.mark.integration
+
+TWO_STEPS = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: two, path: tests/statements}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = 1"}
+    next: second
+  - step: second
+    tool: {kind: python, code: "result = [2, {'list': 'as a result'}]"}
+"""
+
+
+def run(pg_env: dict[str, str], scenario: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]]) -> None:
+    async def main() -> None:
+        conn = await connect_once(load_settings(clean_env(**pg_env)))
+        try:
+            await migrate(conn)
+            await scenario(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+async def _started(conn: asyncpg.Connection) -> uuid.UUID:
+    entry, _ = await catalog.register(conn, parse_playbook(TWO_STEPS))
+    execution_id, notices = await transitions.start(conn, entry, {})
+    assert len(notices) == 1
+    return execution_id
+
+
+async def _statements(conn: asyncpg.Connection, call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What ``call()`` returned and the statements it sent on ``conn``."""
+    sent: list[str] = []
+
+    def logged(record: Any) -> None:
+        sent.append(record.query)
+
+    conn.add_query_logger(logged)
+    try:
+        answer = await call()
+        await asyncio.sleep(0)  # the logger's calls are scheduled on the loop
+    finally:
+        conn.remove_query_logger(logged)
+    return answer, sent
+
+
+def test_a_steps_end_is_decided_and_recorded_in_four_statements(pg_env: dict[str, str]) -> None:
+    async def scenario(conn: asyncpg.Connection) -> None:
+        execution_id = await _started(conn)
+        async with conn.transaction():
+            notices, sent = await _statements(
+                conn,
+                lambda: transitions.step_command_finished(
+                    conn, execution_id, "start", None, True, [1, {"nested": [True, None]}], None
+                ),
+            )
+        # The execution's lock, its state, the engine's writes, the next command: one each.
+        assert len(sent) == 4, "\n".join(" ".join(q.split())[:70] for q in sent)
+        assert len(notices) == 1
+        runs = {
+            r["step"]: dict(r)
+            for r in await conn.fetch(
+                "SELECT step, status, result, started_at IS NOT NULL AS started, "
+                "finished_at IS NOT NULL AS finished FROM noetl.step_runs WHERE execution_id = $1",
+                execution_id,
+            )
+        }
+        assert runs == {
+            "start": {
+                "step": "start",
+                "status": "done",
+                "result": [1, {"nested": [True, None]}],
+                "started": True,
+                "finished": True,
+            },
+            "second": {
+                "step": "second",
+                "status": "running",
+                "result": None,
+                "started": True,
+                "finished": False,
+            },
+        }
+        command = await conn.fetchrow(
+            "SELECT command_id, step, status, tool, timeout, max_attempts FROM noetl.commands "
+            "WHERE execution_id = $1 AND step = 'second'",
+            execution_id,
+        )
+        assert command is not None and command["command_id"] == notices[0].command_id
+        assert (command["status"], command["timeout"], command["max_attempts"]) == (
+            "pending",
+            transitions.STEP_TIMEOUT,
+            transitions.STEP_MAX_ATTEMPTS,
+        )
+        assert command["tool"]["code"] == "result = [2, {'list': 'as a result'}]"
+        events = await conn.fetch(
+            "SELECT type, node_name, command_id, payload FROM noetl.events "
+            "WHERE execution_id = $1 ORDER BY event_id",
+            execution_id,
+        )
+        # The engine's events of the step's end in their order, then the next command's creation.
+        tail = [(e["type"], e["node_name"]) for e in events][-4:]
+        assert tail == [
+            ("call.done", "start"),
+            ("step.exit", "start"),
+            ("step.enter", "second"),
+            ("created", "second"),
+        ]
+        assert events[-1]["command_id"] == command["command_id"]
+        assert events[-1]["payload"] == {
+            "tool": "python",
+            "timeout": transitions.STEP_TIMEOUT,
+            "max_attempts": transitions.STEP_MAX_ATTEMPTS,
+        }
+        assert events[-4]["payload"] == {"result": [1, {"nested": [True, None]}]}
+        stored = await conn.fetchval(
+            "SELECT result FROM noetl.executions WHERE execution_id = $1", execution_id
+        )
+        assert stored == [1, {"nested": [True, None]}]
+
+    run(pg_env, scenario)
+
+
+def test_a_child_executions_lock_still_takes_its_parents_first(pg_env: dict[str, str]) -> None:
+    """One statement locks an execution without ancestors; a child's lock waits for its parent's."""
+
+    async def scenario(conn: asyncpg.Connection) -> None:
+        parent = await _started(conn)
+        child = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO noetl.executions (execution_id, status, parent_execution_id, parent_step) "
+            "VALUES ($1, 'RUNNING', $2, 'start')",
+            child,
+            parent,
+        )
+        async with conn.transaction():
+            row, sent = await _statements(conn, lambda: locks.lock_execution(conn, parent))
+            assert row["execution_id"] == parent
+            assert len(sent) == 1, sent
+
+        other = await connect_once(load_settings(clean_env(**pg_env)))
+        try:
+            holder = conn.transaction()
+            await holder.start()
+            await conn.execute("SELECT 1 FROM noetl.executions WHERE execution_id = $1 FOR UPDATE", parent)
+
+            async def lock_child() -> Any:
+                async with other.transaction():
+                    return await locks.lock_execution(other, child)
+
+            locking = asyncio.ensure_future(lock_child())
+            waiting = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'"
+            while not await conn.fetchval(waiting, other.get_server_pid()):
+                assert not locking.done(), "the child's lock did not wait for its parent's"
+                await asyncio.sleep(0.01)
+            await holder.commit()
+            row = await locking
+            assert row["execution_id"] == child
+        finally:
+            await other.close()
+
+    run(pg_env, scenario)
