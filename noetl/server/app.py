@@ -1,7 +1,8 @@
 """``create_app(settings)``: the FastAPI application and its background tasks.
 
-The lifespan starts five tasks and never waits for PostgreSQL or NATS: the server answers
-probes (readiness 503) while either is down, and the tasks connect as soon as they can.
+The lifespan starts five tasks and waits for PostgreSQL at most ``OPEN_WAIT``, for NATS not at all:
+the server answers probes (readiness 503) while either is down, and the tasks connect as soon as
+they can.
   - the database opener (pool + migrations), retrying until it succeeds;
   - the NATS connection (unlimited reconnects) and the stream;
   - the outbox (publish after commit, sweep for unpublished commands);
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 # Seconds the lifespan's cleanup may take after uvicorn's graceful shutdown (see __main__).
 CLEANUP_BUDGET = 2.0
+# Seconds the server waits for its database before it answers requests. The socket is bound (and
+# queues connections) before the imports, so what comes at start (the workers registering) is
+# answered once the pool is open instead of getting 503 and retrying after a backoff; a database
+# that is down delays the first answers (probes) by this much.
+OPEN_WAIT = 1.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -56,6 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
             retention = run_retention(services.db, settings.retention_days)
             tasks.append(asyncio.create_task(retention, name="noetl-retention"))
         try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(services.db.opened.wait(), OPEN_WAIT)
             yield
         finally:
             await _shutdown(services, tasks)
