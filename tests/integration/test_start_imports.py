@@ -1,0 +1,85 @@
+"""What the server and a worker import to start, and what they leave for the first use (real processes).
+
+`noetl run` with ``PYTHONPROFILEIMPORTTIME=1`` in its environment: every program it starts writes
+each module it imports, when it first imports it, to its stderr, which reaches the run's output as
+``name | import time: ... | module``. Their log lines go to the same stderr, so every module a
+program imported before a line it logged is printed before that line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+_IMPORT = re.compile(r"^(\S+) \| import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", re.MULTILINE)
+
+PLAYBOOK = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: one, path: tests/one}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "echo {{ workload.word }}"}
+"""
+
+
+def imported(stack: Stack, process: str) -> set[str]:
+    return {module for name, module in _IMPORT.findall(stack.output()) if name == process}
+
+
+def wait_for(predicate: Callable[[], bool], stack: Stack, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not seen in {timeout:g}s:\n{stack.output()[-3000:]}")
+
+
+def test_the_programs_start_without_what_they_use_later(stack: Stack) -> None:
+    stack.env.update(NOETL_WORKERS="1", PYTHONPROFILEIMPORTTIME="1")
+    stack.start()
+    stack.wait_running({"server", "worker_00"})
+    stack.wait_ready()
+    # Their lines logged once started (and all that they imported before, printed before them).
+    for line in ("Application startup complete", "registered as"):
+        wait_for(lambda line=line: line in stack.output(), stack, line)
+    server, worker = imported(stack, "server"), imported(stack, "worker_00")
+    # What each one does import is listed: the checks below can fail.
+    assert {"fastapi", "asyncpg", "nats", "uvicorn", "noetl.server.app"} <= server
+    assert {"httpx", "nats", "noetl.worker.run", "noetl.tools.deferred"} <= worker
+    # The server without the UI: no Jinja2 (the UI's or the engine's sandbox), no YAML, no engine,
+    # no pydantic 1 (noetl.supervisor.entry; FastAPI's attempts to import it are listed, at ~3 us,
+    # but none of its modules is).
+    later = {"jinja2", "yaml", "noetl.engine.decide", "noetl.engine.playbook", "pydantic.v1.main"}
+    assert not later & server, later & server
+    assert not {name for name in server if name.startswith("noetl.server.ui.")}
+    # The worker: no tool kind, no pydantic, none of its libraries' optional integrations (tried,
+    # as for pydantic 1 above).
+    later = {"pydantic", "noetl.tools.registry", "noetl.tools.shell", "duckdb", "aiohttp.client"}
+    later |= {"click.core", "rich.console"}
+    assert not later & worker, later & worker
+
+    # First uses: a playbook registered and run loads the engine; a command loads the tool kinds.
+    status, body = stack.api("POST", "/api/catalog/register", {"content": PLAYBOOK})
+    assert status == 200, body
+    status, body = stack.api("POST", "/api/execute", {"path": "tests/one", "payload": {"word": "hello"}})
+    assert status == 200, body
+    execution_id = body["execution_id"]
+
+    def finished() -> bool:
+        return stack.api("GET", f"/api/executions/{execution_id}")[1].get("status") == "COMPLETED"
+
+    wait_for(finished, stack, "the execution COMPLETED")
+    wait_for(lambda: "noetl.tools.shell" in imported(stack, "worker_00"), stack, "the shell kind loaded")
+    assert {"pydantic", "noetl.tools.registry"} <= imported(stack, "worker_00")
+    assert {"jinja2", "yaml", "noetl.engine.playbook"} <= imported(stack, "server")
+    _, view = stack.api("GET", f"/api/executions/{execution_id}")
+    assert [(step["name"], step["status"]) for step in view["steps"]] == [("start", "done")], view
+    assert view["steps"][0]["result"]["stdout"].strip() == "hello", view
