@@ -37,7 +37,7 @@ from noetl.server.queries import catalog, locks, loops
 if TYPE_CHECKING:
     from noetl.engine import decide
     from noetl.engine.playbook import Playbook
-else:  # the engine (Jinja2, YAML) loads when the first command ends, not at the server's start
+else:  # the engine (Jinja2, YAML) loads at the first playbook run, not at the server's start
     decide = lazy_module("noetl.engine.decide")
 
 log = logging.getLogger(__name__)
