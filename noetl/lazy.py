@@ -1,8 +1,8 @@
 """``lazy_module(name)``: a module that is imported at its first use instead of at the import line.
 
 For modules that a program needs for some requests only and that cost its start-up: the server
-imports the playbook engine (Jinja2's sandbox, YAML, the engine's modules: ~80 ms of CPU and
-~4 MiB) when it first registers or runs a playbook, not before it can answer.
+imports the playbook engine (Jinja2's sandbox, YAML, the engine's modules: ~50 ms of CPU and
+~2 MiB) when it first registers or runs a playbook, not before it can answer.
 The module is the real one once loaded (``importlib.util.LazyLoader``); an import error surfaces
 at that first use. Declare the real import under ``TYPE_CHECKING`` beside it for the type checker.
 """

@@ -2,7 +2,7 @@
 
 Three libraries import optional integrations whenever those happen to be installed: nats-py imports
 aiohttp (its transport for ws:// and wss:// URLs), httpx imports click, rich and pygments (its own
-command line) and FastAPI imports ``pydantic.v1`` (all of pydantic 1, ~45 ms of CPU and ~3 MiB) the
+command line) and FastAPI imports ``pydantic.v1`` (all of pydantic 1: ~20 ms of CPU and ~1.5 MiB) the
 first time it checks whether a route's model is a pydantic 1 model, which noetl never uses. Any of
 noetl's extras or dev tools installs the first two (kubernetes needs aiohttp), and then every worker
 paid ~270 ms of CPU at start and ~14 MiB of RSS for them, the server ~240 ms and ~9 MiB.

@@ -1,7 +1,7 @@
 """``run_tool`` as the worker imports it: the tool kinds load at the first command, not at start.
 
-The registry imports every kind's module and their pydantic models (pydantic itself: ~70 ms of
-CPU and ~5 MiB); a worker needs none of it to start, register and wait for work, and the server
+The registry imports every kind's module and their pydantic models (pydantic itself): ~120 ms of
+CPU and ~10 MiB; a worker needs none of it to start, register and wait for work, and the server
 is still importing on the same cores then. The first command a worker runs pays for it once.
 """
 
