@@ -19,10 +19,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
-
+from noetl.client.wire import NoAnswer, WireClient
 from noetl.errors import EXIT_CONFIG, ConfigError, NoetlError, ServerUnavailableError
 from noetl.retry import Backoff, retry
 from noetl.throttle import Throttle
@@ -63,6 +62,20 @@ class AuthRejected(ConfigError):
     """401/403: the client's NOETL_API_TOKEN does not match the server's."""
 
 
+class Reply(Protocol):
+    """What is read of an HTTP answer: an ``httpx.Response`` (the CLI's) or a ``wire.Response``."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -80,26 +93,36 @@ class Endpoint:
         self.token_name = token_name  # "API token" (the CLI's), "worker's token"
         self.token_env = token_env  # where the user sets it
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``: base URL, token, timeout."""
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        options: dict[str, Any] = {"base_url": self.base_url, "headers": headers, "timeout": REQUEST_TIMEOUT}
+        """Keyword arguments for ``httpx.Client``: base URL, token, timeout."""
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "headers": self.headers,
+            "timeout": REQUEST_TIMEOUT,
+        }
         if self.base_url.startswith("http://"):
             # No TLS to an http:// server: without this, httpx builds the default TLS context
-            # (certifi's bundle) anyway, ~20 ms of CPU at every worker's and CLI command's start.
+            # (certifi's bundle) anyway, ~20 ms of CPU at every CLI command's start.
             options["verify"] = False
         return options
 
-    def unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
+    def unreachable(self, exc: Exception) -> ServerUnreachable:
         """The error for a request that got no answer at all."""
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, NoAnswer):
+            reason = str(exc)  # already says what happened
+        else:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return ServerUnreachable(
             f"cannot reach the NoETL server at {self.base_url} ({reason}): "
             "start it (`noetl run`) or set NOETL_SERVER_URL",
             reason,
         )
 
-    def read(self, response: httpx.Response, answers: Collection[int] = ()) -> Answer:
+    def read(self, response: Reply, answers: Collection[int] = ()) -> Answer:
         """The answer, or the error its status means (see the module's docstring)."""
         status = response.status_code
         if status < 300 or status in answers:
@@ -119,7 +142,7 @@ class Endpoint:
         raise ServerUnreachable(message, f"{status} {detail}")
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: Reply) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -130,20 +153,20 @@ def _detail(response: httpx.Response) -> str:
 
 
 class AsyncSession:
-    """Asynchronous calls retried until a deadline. ``until`` arguments are ``clock()`` times
-    (``time.monotonic()`` by default); ``None`` retries until the caller is cancelled."""
+    """Asynchronous calls retried until a deadline, over ``noetl.client.wire`` (a tenth of httpx's
+    CPU per request). ``until`` arguments are ``clock()`` times (``time.monotonic()`` by default);
+    ``None`` retries until the caller is cancelled."""
 
     def __init__(
         self,
         endpoint: Endpoint,
         log: logging.Logger,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
-        self._http = httpx.AsyncClient(**endpoint.client_options(), transport=transport)
+        self._http = WireClient(endpoint.base_url, endpoint.headers)
         self._sleep = sleep
         self._clock = clock
         self._warn = Throttle(log, clock=clock)
@@ -162,7 +185,7 @@ class AsyncSession:
                 timeout = max(0.05, min(timeout, until - self._clock()))
             try:
                 response = await self._http.request(method, path, json=body, timeout=timeout)
-            except httpx.TransportError as exc:
+            except NoAnswer as exc:
                 raise self.endpoint.unreachable(exc) from None
             return self.endpoint.read(response, answers)
 

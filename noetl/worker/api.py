@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from noetl.client.session import (
     NOT_FOUND_OR_CONFLICT,
     Answer,
@@ -57,12 +55,15 @@ class ServerApi:
         base_url: str,
         token: str | None = None,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         endpoint = Endpoint(base_url, token, "worker's token", "NOETL_WORKER_TOKEN")
-        self._session = AsyncSession(endpoint, log, transport=transport, sleep=sleep, clock=clock)
+        self._session = AsyncSession(endpoint, log, sleep=sleep, clock=clock)
+
+    @property
+    def base_url(self) -> str:
+        return self._session.endpoint.base_url
 
     async def close(self) -> None:
         await self._session.close()

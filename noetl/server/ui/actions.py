@@ -9,6 +9,7 @@ no session yet and needs the API token itself.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -20,6 +21,7 @@ from noetl.server.problems import Invalid
 from noetl.server.queries import catalog, transitions
 from noetl.server.services import ServicesDep
 from noetl.server.ui import reads
+from noetl.server.ui.attempts import LoginAttempts
 from noetl.server.ui.gate import LOGIN
 from noetl.server.ui.pages import KeysDep, playbook_view
 from noetl.server.ui.render import page
@@ -72,9 +74,19 @@ async def login_form(request: Request, keys: KeysDep, next: str = "/") -> Respon
 async def login(request: Request, keys: KeysDep, services: ServicesDep) -> Response:
     form = await read_form(request)
     target = safe_next(form.get("next"))
+    attempts: LoginAttempts = request.app.state.login_attempts
+    client = request.client.host if request.client else ""
+    wait = attempts.retry_after(client)
+    if wait is not None:
+        error = f"too many wrong tokens from {client or 'this address'}: try again in {math.ceil(wait)} s"
+        refused = page(request, keys, "login.html", 429, next=target, error=error)
+        refused.headers["Retry-After"] = str(math.ceil(wait))
+        return refused
     if not keys.token_matches(form.get("token", "").strip(), services.settings.api_token):
+        attempts.failed(client)
         error = "wrong token: give the API token (NOETL_API_TOKEN, or the file $NOETL_HOME/api-token)"
         return page(request, keys, "login.html", 401, next=target, error=error)
+    attempts.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,

@@ -20,6 +20,7 @@ from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.problems import Conflict, Invalid, NotFound
 from noetl.server.services import Services
 from noetl.server.ui import actions, live, pages
+from noetl.server.ui.attempts import LoginAttempts
 from noetl.server.ui.gate import STATIC, SessionGate
 from noetl.server.ui.render import page
 from noetl.server.ui.session import Keys
@@ -32,6 +33,7 @@ def build_ui(services: Services) -> FastAPI:
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     ui.state.services = services
     ui.state.keys = keys
+    ui.state.login_attempts = LoginAttempts()
     ui.mount(STATIC.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="static")
     for module in (pages, actions, live):
         ui.include_router(module.router)

@@ -13,27 +13,28 @@ from noetl.client import ApiClient
 from noetl.client.session import ApiRejected, AuthRejected, Endpoint, ServerUnreachable
 from noetl.errors import NoetlError
 from noetl.worker.api import Claim, ServerApi
+from tests.unit.http_stub import serving
 
 # Every status the server can answer with an error, and one it never sends.
 STATUSES = [400, 401, 403, 405, 413, 422, 429, 500, 502, 503, 504]
 
 
-def answering(status: int) -> httpx.MockTransport:
-    return httpx.MockTransport(lambda _: httpx.Response(status, json={"detail": "the server's reason"}))
+def answer(_: httpx.Request, status: int = 0) -> httpx.Response:
+    return httpx.Response(status, json={"detail": "the server's reason"})
 
 
-def cli_error(status: int) -> NoetlError:
+def cli_error(url: str) -> NoetlError:
     with pytest.raises(NoetlError) as caught:
-        ApiClient("http://noetl.test/", transport=answering(status)).execution("e1")
+        ApiClient(url).execution("e1")
     return caught.value
 
 
-def worker_error(status: int) -> NoetlError:
+def worker_error(url: str) -> NoetlError:
     async def call() -> None:
         async def no_sleep(_: float) -> None:
             return None
 
-        api = ServerApi("http://noetl.test/", transport=answering(status), sleep=no_sleep, clock=lambda: 0.0)
+        api = ServerApi(url, sleep=no_sleep, clock=lambda: 0.0)
         try:
             claim = Claim("c1", "e1", 1, "secret", {}, 1.0, None)
             await api.release(claim, "w1", until=0.0)  # no time to retry
@@ -47,7 +48,9 @@ def worker_error(status: int) -> NoetlError:
 
 @pytest.mark.parametrize("status", STATUSES)
 def test_both_clients_raise_the_same_error_for_a_status(status: int) -> None:
-    cli, worker = cli_error(status), worker_error(status)
+    # Both talk to the same real server: the CLI through httpx, the worker through noetl.client.wire.
+    with serving(lambda request: answer(request, status)) as server:
+        cli, worker = cli_error(server.url), worker_error(server.url)
     assert type(cli) is type(worker)
     assert isinstance(cli, (ApiRejected, AuthRejected, ServerUnreachable))
     assert cli.exit_code == worker.exit_code
@@ -60,16 +63,17 @@ def test_both_clients_raise_the_same_error_for_a_status(status: int) -> None:
 
 
 def test_the_two_clients_differ_only_in_404_and_409_being_answers_for_the_worker() -> None:
-    async def claim(status: int) -> object:
-        api = ServerApi("http://noetl.test", transport=answering(status))
+    async def claim(url: str) -> object:
+        api = ServerApi(url)
         try:
             return await api.claim("c1", "w1", 30.0, until=None)
         finally:
             await api.close()
 
     for status in (404, 409):
-        assert asyncio.run(claim(status)) is None
-        error = cli_error(status)
+        with serving(lambda request, status=status: answer(request, status)) as server:
+            assert asyncio.run(claim(server.url)) is None
+            error = cli_error(server.url)
         assert isinstance(error, ApiRejected) and error.status == status
         assert str(error) == "the server's reason" and error.exit_code == 1
 

@@ -1,15 +1,17 @@
 """The worker's API client: what is retried, what is an answer, what ends the worker.
 
-The server side is an ``httpx.MockTransport`` handler (the real server is exercised by the
-integration tests); the clock and sleep are fakes, so backoff is checked without waiting.
+The server side is a scripted HTTP server on 127.0.0.1 (``tests.unit.http_stub``; the real API
+server is exercised by the integration tests); the clock and sleep are fakes, so backoff is
+checked without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from noetl.errors import EXIT_CONFIG
 from noetl.worker.api import ApiRejected, AuthRejected, Claim, ServerApi, ServerUnreachable
 from tests.unit.clock import FakeClock
+from tests.unit.http_stub import serving
 
 CLAIMED = {
     "command_id": "c1",
@@ -31,12 +34,20 @@ CLAIMED = {
 CLAIM = Claim("c1", "e1", 1, "lease-secret-1", {"kind": "shell", "command": "true"}, 5.0, None)
 
 
+_servers = contextlib.ExitStack()
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers() -> Iterator[None]:
+    with _servers:
+        yield
+
+
 def client(
     handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock, token: str | None = None
 ) -> ServerApi:
-    return ServerApi(
-        "http://server", token, transport=httpx.MockTransport(handler), sleep=clock.sleep, clock=clock
-    )
+    server = _servers.enter_context(serving(handler))
+    return ServerApi(server.url, token, sleep=clock.sleep, clock=clock)
 
 
 def scripted(*answers: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list]:
@@ -118,15 +129,18 @@ def test_retrying_is_logged_when_the_problem_starts_or_changes_and_every_5s_whil
             httpx.Response(200, json={"stored": True}),
         )
         api = client(handler, clock)
+        urls.append(api.base_url)
         with caplog.at_level(logging.WARNING, logger="noetl.worker"):
             assert await api.event(CLAIM, "w1", "completed", {}, 1, until=None) is True
 
+    urls: list[str] = []
     asyncio.run(scenario())
+    cut = "the server closed the connection before its answer was complete"
     assert [r.getMessage() for r in caplog.records] == [
-        "server http://server not answering (ConnectError: refused); retrying",
-        "server http://server not answering (503 database unavailable); retrying",
-        "server http://server not answering (503 database unavailable); retrying",  # t=5.1
-        "server http://server not answering (500 oops); retrying",
+        f"server {urls[0]} not answering ({cut}); retrying",
+        f"server {urls[0]} not answering (503 database unavailable); retrying",
+        f"server {urls[0]} not answering (503 database unavailable); retrying",  # t=5.1
+        f"server {urls[0]} not answering (500 oops); retrying",
     ]
 
 
@@ -135,7 +149,7 @@ def test_retries_stop_at_the_deadline() -> None:
         clock = FakeClock()
         handler, seen = scripted(httpx.ConnectError("refused"))
         api = client(handler, clock)
-        with pytest.raises(ServerUnreachable, match="ConnectError"):
+        with pytest.raises(ServerUnreachable, match="closed the connection"):
             await api.heartbeat(CLAIM, "w1", 30.0, until=5.0)
         assert clock.now <= 5.0
         assert len(seen) > 3
