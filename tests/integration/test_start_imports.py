@@ -53,16 +53,16 @@ def test_the_programs_start_without_what_they_use_later(stack: Stack) -> None:
     server, worker = imported(stack, "server"), imported(stack, "worker_00")
     # What each one does import is listed: the checks below can fail.
     assert {"fastapi", "asyncpg", "nats", "uvicorn", "noetl.server.app"} <= server
-    assert {"httpx", "nats", "noetl.worker.run", "noetl.tools.deferred"} <= worker
+    assert {"nats", "noetl.client.wire", "noetl.worker.run", "noetl.tools.deferred"} <= worker
     # The server without the UI: no Jinja2 (the UI's or the engine's sandbox), no YAML, no engine,
     # no pydantic 1 (noetl.supervisor.entry; FastAPI's attempts to import it are listed, at ~3 us,
     # but none of its modules is).
     later = {"jinja2", "yaml", "noetl.engine.decide", "noetl.engine.playbook", "pydantic.v1.main"}
     assert not later & server, later & server
     assert not {name for name in server if name.startswith("noetl.server.ui.")}
-    # The worker: no tool kind, no pydantic, none of its libraries' optional integrations (tried,
-    # as for pydantic 1 above).
-    later = {"pydantic", "noetl.tools.registry", "noetl.tools.shell", "duckdb", "aiohttp.client"}
+    # The worker: no tool kind, no pydantic, no httpx (the http kind's), none of its libraries'
+    # optional integrations (tried, as for pydantic 1 above).
+    later = {"pydantic", "httpx", "noetl.tools.registry", "noetl.tools.shell", "duckdb", "aiohttp.client"}
     later |= {"click.core", "rich.console"}
     assert not later & worker, later & worker
 
