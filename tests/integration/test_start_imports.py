@@ -29,8 +29,14 @@ workflow:
 """
 
 
-def imported(stack: Stack, process: str) -> set[str]:
-    return {module for name, module in _IMPORT.findall(stack.output()) if name == process}
+def imported(stack: Stack, process: str, before: str | None = None) -> set[str]:
+    """What ``process`` imported; with ``before``, until it logged the first line holding it."""
+    output = stack.output()
+    if before is not None:
+        logged = re.search(rf"^{process} \| (?!import time:).*{re.escape(before)}", output, re.MULTILINE)
+        assert logged, f"{process} did not log {before!r}"
+        output = output[: logged.start()]
+    return {module for name, module in _IMPORT.findall(output) if name == process}
 
 
 def wait_for(predicate: Callable[[], bool], stack: Stack, what: str, timeout: float = 60) -> None:
@@ -48,9 +54,10 @@ def test_the_programs_start_without_what_they_use_later(stack: Stack) -> None:
     stack.wait_running({"server", "worker_00"})
     stack.wait_ready()
     # Their lines logged once started (and all that they imported before, printed before them).
-    for line in ("Application startup complete", "registered as"):
+    for line in ("Application startup complete", " ready"):
         wait_for(lambda line=line: line in stack.output(), stack, line)
-    server, worker = imported(stack, "server"), imported(stack, "worker_00")
+    server = imported(stack, "server", before="Application startup complete")
+    worker = imported(stack, "worker_00", before=" ready")
     # What each one does import is listed: the checks below can fail.
     assert {"fastapi", "asyncpg", "nats", "uvicorn", "noetl.server.app"} <= server
     assert {"nats", "noetl.client.wire", "noetl.worker.run", "noetl.tools.deferred"} <= worker
@@ -60,13 +67,17 @@ def test_the_programs_start_without_what_they_use_later(stack: Stack) -> None:
     later = {"jinja2", "yaml", "noetl.engine.decide", "noetl.engine.playbook", "pydantic.v1.main"}
     assert not later & server, later & server
     assert not {name for name in server if name.startswith("noetl.server.ui.")}
-    # The worker: no tool kind, no pydantic, no httpx (the http kind's), none of its libraries'
-    # optional integrations (tried, as for pydantic 1 above).
+    # The worker, until it is registered and connected: no tool kind, no pydantic, no httpx (the
+    # http kind's), none of its libraries' optional integrations (tried, as for pydantic 1 above).
     later = {"pydantic", "httpx", "noetl.tools.registry", "noetl.tools.shell", "duckdb", "aiohttp.client"}
     later |= {"click.core", "rich.console"}
     assert not later & worker, later & worker
 
-    # First uses: a playbook registered and run loads the engine; a command loads the tool kinds.
+    # Then the worker loads the tool kinds before any command comes.
+    wait_for(lambda: "noetl.tools.registry" in imported(stack, "worker_00"), stack, "the tool kinds loaded")
+    assert {"pydantic", "noetl.tools.shell"} <= imported(stack, "worker_00")
+
+    # First use: a playbook registered and run loads the engine in the server.
     status, body = stack.api("POST", "/api/catalog/register", {"content": PLAYBOOK})
     assert status == 200, body
     status, body = stack.api("POST", "/api/execute", {"path": "tests/one", "payload": {"word": "hello"}})
@@ -77,8 +88,6 @@ def test_the_programs_start_without_what_they_use_later(stack: Stack) -> None:
         return stack.api("GET", f"/api/executions/{execution_id}")[1].get("status") == "COMPLETED"
 
     wait_for(finished, stack, "the execution COMPLETED")
-    wait_for(lambda: "noetl.tools.shell" in imported(stack, "worker_00"), stack, "the shell kind loaded")
-    assert {"pydantic", "noetl.tools.registry"} <= imported(stack, "worker_00")
     assert {"jinja2", "yaml", "noetl.engine.playbook"} <= imported(stack, "server")
     _, view = stack.api("GET", f"/api/executions/{execution_id}")
     assert [(step["name"], step["status"]) for step in view["steps"]] == [("start", "done")], view
