@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -11,6 +10,10 @@ from noetl.settings import add_flags, flag_values, load_settings
 
 TYPE_CHECKING = False  # typing costs ~4 ms to import; mypy and ruff read this name as its
 if TYPE_CHECKING:
+    import argparse  # `noetl ctl status` runs without it (noetl.cli.main)
+    from collections.abc import Mapping
+    from typing import Any
+
     from noetl.supervisor.control import Control
 
 
@@ -58,20 +61,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _control(args: argparse.Namespace) -> Control:
+    return _control_of(flag_values(args))
+
+
+def _control_of(flags: Mapping[str, Any]) -> Control:
     from noetl.supervisor.control import Control
     from noetl.supervisor.paths import RunPaths
 
-    settings = load_settings(flags=flag_values(args))
+    settings = load_settings(flags=flags)
     return Control(RunPaths(settings.run_dir))
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from noetl.supervisor.ctl_status import rows
-    from noetl.supervisor.ctl_table import as_json, table
+    return status(flag_values(args), as_json=args.json)
 
-    control = _control(args)
-    result = rows(control.processes())
-    print(as_json(result) if args.json else table(result))
+
+def status(flags: Mapping[str, Any], as_json: bool) -> int:
+    """Print each process's state; 0 when every one is RUNNING, 3 when some are not."""
+    from noetl.supervisor.ctl_status import rows
+    from noetl.supervisor.ctl_table import as_json as json_text
+    from noetl.supervisor.ctl_table import table
+
+    result = rows(_control_of(flags).processes())
+    print(json_text(result) if as_json else table(result))
     return EXIT_OK if result and all(row.state == "RUNNING" for row in result) else EXIT_NOT_RUNNING
 
 

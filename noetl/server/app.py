@@ -1,7 +1,8 @@
 """``create_app(settings)``: the FastAPI application and its background tasks.
 
-The lifespan starts five tasks and never waits for PostgreSQL or NATS: the server answers
-probes (readiness 503) while either is down, and the tasks connect as soon as they can.
+The lifespan starts five tasks and waits for the database opener's first attempt only (at most
+``OPEN_WAIT``), never for PostgreSQL or NATS to come up: the server answers probes (readiness 503)
+while either is down, and the tasks connect as soon as they can.
   - the database opener (pool + migrations), retrying until it succeeds;
   - the NATS connection (unlimited reconnects) and the stream;
   - the outbox (publish after commit, sweep for unpublished commands);
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from noetl import __version__
 from noetl.server import problems, ui
 from noetl.server.auth import TokenAuth
+from noetl.server.db import UNAVAILABLE_ERRORS
 from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.reaper import run_reaper
 from noetl.server.retention import run_retention
@@ -41,6 +43,11 @@ log = logging.getLogger(__name__)
 
 # Seconds the lifespan's cleanup may take after uvicorn's graceful shutdown (see __main__).
 CLEANUP_BUDGET = 2.0
+# The server answers requests once its first attempt to open the database has succeeded or failed,
+# waiting at most this many seconds (a connection that hangs). Its socket is bound (and queues
+# connections) before its imports, so what comes at start, the workers registering, is answered
+# once the pool is open, instead of with a 503 that they retry after a backoff.
+OPEN_WAIT = 2.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -48,7 +55,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tried = asyncio.Event()
+
         async def open_database() -> None:
+            try:
+                await services.db.open()
+            except UNAVAILABLE_ERRORS:
+                pass  # keep_open tries again at once, then with a backoff, and says why
+            finally:
+                tried.set()
             await services.db.keep_open()
             services.outbox.sweep_soon()
 
@@ -65,6 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
             retention = run_retention(services.db, settings.retention_days)
             tasks.append(asyncio.create_task(retention, name="noetl-retention"))
         try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tried.wait(), OPEN_WAIT)
             yield
         finally:
             await _shutdown(services, tasks)

@@ -1,11 +1,14 @@
 """How supervisord starts the server and the workers: without the optional imports they never use.
 
-Two libraries import optional integrations whenever those happen to be installed: nats-py imports
-aiohttp (its transport for ws:// and wss:// URLs) and httpx imports click, rich and pygments (its own
-command line). Any of noetl's extras or dev tools installs them (kubernetes needs aiohttp), and then
-every worker paid ~270 ms of CPU at start and ~14 MiB of RSS for them, the server ~240 ms and ~9 MiB.
-A module set to ``None`` in ``sys.modules`` fails to import as if it were not installed, which both
-libraries expect; the program then runs as ``python -m MODULE ARGS`` would run it.
+Three libraries import optional integrations whenever those happen to be installed: nats-py imports
+aiohttp (its transport for ws:// and wss:// URLs), httpx imports click, rich and pygments (its own
+command line) and FastAPI imports ``pydantic.v1`` (all of pydantic 1: ~20 ms of CPU and ~1.5 MiB) the
+first time it checks whether a route's model is a pydantic 1 model, which noetl never uses. Any of
+noetl's extras or dev tools installs the first two (kubernetes needs aiohttp), and then every worker
+paid ~270 ms of CPU at start and ~14 MiB of RSS for them, the server ~240 ms and ~9 MiB.
+A module set to ``None`` in ``sys.modules`` fails to import as if it were not installed, which these
+libraries expect (FastAPI then answers "not a pydantic 1 model"); the program then runs as
+``python -m MODULE ARGS`` would run it.
 
 Run as ``python -m noetl.supervisor.entry MODULE [ARGS...]`` (see ``programs.py``).
 """
@@ -20,7 +23,7 @@ from noetl.settings import load_settings
 
 # What each program never imports itself, by its module. The server keeps click: uvicorn needs it.
 UNUSED = {
-    "noetl.server": ("aiohttp",),
+    "noetl.server": ("aiohttp", "pydantic.v1"),
     "noetl.worker": ("aiohttp", "click", "rich", "pygments"),
 }
 # NATS URLs that need nats-py's aiohttp transport.

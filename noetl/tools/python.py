@@ -11,37 +11,19 @@ process group, so a timeout, a crash or an ``exit()`` fails the command and neve
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator
 
 from noetl.protocol.types import JsonObject, JsonValue, NonBlank, Strict
-from noetl.tools import warm
-from noetl.tools.base import Outcome, ToolContext, ToolError
+from noetl.tools.base import Outcome, ToolContext
 from noetl.tools.child import died, run_child
 from noetl.tools.flags import parse_pairs, parse_value
-
-log = logging.getLogger("noetl.worker")
+from noetl.tools.python_warm import RUNNER as _RUNNER
 
 KIND = "python"
 HELP = "run Python code"
-# The template loads the runner from its file: it needs nothing importable but the standard library.
-_RUNNER = Path(__file__).with_name("python_runner.py")
-# Where the modules imported in the template come from (named when one cannot be imported).
-PRELOAD_SETTING = "NOETL_PYTHON_PRELOAD"
-
-
-def warm_up(env: Mapping[str, str], preload: str) -> None:
-    """Start the python template for the tool environment ``env`` now, with the comma-separated
-    modules of ``preload`` (``NOETL_PYTHON_PRELOAD``) imported in it; the worker calls this when
-    it starts, so that its first python command finds the template ready."""
-    try:
-        warm.start(_RUNNER, env, [name for name in preload.split(",") if name], PRELOAD_SETTING)
-    except ToolError as exc:  # the first command tries again and fails saying why
-        log.warning("%s", exc)
 
 
 def _identifiers(args: dict[str, Any]) -> dict[str, Any]:

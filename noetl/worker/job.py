@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from noetl.protocol.nats import NATS_ERRORS, parse_notice
-from noetl.tools.registry import Outcome, ToolContext, run_tool
+from noetl.tools.base import Outcome, ToolContext
+from noetl.tools.deferred import run_tool
 from noetl.worker.api import ApiRejected, Claim, ServerApi, ServerUnreachable
 from noetl.worker.consumer import ACK_WAIT
 

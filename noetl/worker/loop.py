@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from noetl.protocol.nats import NATS_ERRORS
-from noetl.tools.registry import run_tool
+from noetl.tools.deferred import run_tool
 from noetl.worker.api import ServerApi
 from noetl.worker.drain import DrainBudget
 from noetl.worker.job import Delivery, Job, JobSettings, Runner

@@ -14,8 +14,7 @@ from typing import TypeVar
 from noetl.errors import EXIT_OK
 from noetl.settings import Settings
 from noetl.tokens import ensure_tokens
-from noetl.tools import keeper, warm
-from noetl.tools import python as python_tool
+from noetl.tools import deferred, keeper, python_warm, warm
 from noetl.tools.base import use_pidfd_watcher
 from noetl.worker.api import ServerApi
 from noetl.worker.consumer import Notices
@@ -80,7 +79,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
     notices = Notices(settings, name=identity.worker_id)
     budget = drain_budget(settings.worker_stop_timeout)
     base_env = tool_environment(environ)
-    python_tool.warm_up(base_env, settings.python_preload)  # the template imports while we register
+    python_warm.warm_up(base_env, settings.python_preload)  # the template imports while we register
     work = WorkerLoop(
         notices,
         api,
@@ -112,6 +111,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
             return EXIT_OK
         keep_alive = asyncio.ensure_future(registry.keep_alive())
         log.info("worker %s ready", identity.worker_id)
+        deferred.load_kinds()  # now that the server is up: before the first command, not at start
         await work.run()
         return EXIT_OK
     finally:

@@ -27,9 +27,11 @@ print("\\nIMPORTED=" + ",".join(heavy), file=sys.stderr)
 """
 
 
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], env: dict[str, str], heavy: tuple[str, ...] = HEAVY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=set(HEAVY)), *args],
+        [sys.executable, "-c", PROBE.format(heavy=set(heavy)), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -43,6 +45,19 @@ def test_fast_commands_import_nothing_heavy(args: list[str], tmp_path: Path) -> 
     done = _run(args, env)
     imported = done.stderr.rsplit("IMPORTED=", 1)[1].strip()
     assert imported == "", f"noetl {' '.join(args)} imported {imported}"
+
+
+@pytest.mark.parametrize("json", [[], ["--json"]])
+def test_ctl_status_answers_without_the_argument_parser_as_with_it(json: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "NOETL_HOME": str(tmp_path)}
+    fast = _run(["ctl", "status", *json], env, heavy=("argparse",))
+    assert fast.stderr.rsplit("IMPORTED=", 1)[1].strip() == ""
+    # The same answer as through the parser (a flag takes that path): one line, exit 4.
+    parsed = _run(["ctl", "--run-dir", str(tmp_path / "run"), "status", *json], env, heavy=("argparse",))
+    assert parsed.stderr.rsplit("IMPORTED=", 1)[1].strip() == "argparse"
+    assert fast.stderr == parsed.stderr.replace("argparse", "")
+    assert "not running: no control socket" in fast.stderr
+    assert (fast.stdout, parsed.stdout) == ("", "")
 
 
 def test_ctl_status_with_nothing_running_is_one_line_and_exit_4(tmp_path: Path) -> None:

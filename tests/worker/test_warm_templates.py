@@ -17,7 +17,7 @@ import pytest
 
 from noetl.tools import warm
 from noetl.tools.base import OUTPUT_LIMIT
-from noetl.tools.python import PRELOAD_SETTING, warm_up
+from noetl.tools.python_warm import PRELOAD_SETTING, warm_up
 from noetl.tools.registry import Outcome, ToolContext, run_tool
 from noetl.tools.warm_mark import is_spare
 from tests.worker.procs import read_pids, wait_gone

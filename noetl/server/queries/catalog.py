@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from noetl.engine.playbook import Playbook, parse_playbook
 from noetl.server.problems import NotFound
+
+if TYPE_CHECKING:
+    from noetl.engine.playbook import Playbook
 
 KIND = "Playbook"
 ENTRY_COLUMNS = "catalog_id, path, version, kind, name, description, created_at"
@@ -118,6 +120,8 @@ async def playbook(conn: asyncpg.Connection, catalog_id: int) -> Playbook:
     content = await conn.fetchval("SELECT content FROM noetl.catalog WHERE catalog_id = $1", catalog_id)
     if content is None:
         raise NotFound(f"no catalog entry with catalog_id {catalog_id}")
+    from noetl.engine.playbook import parse_playbook  # the engine loads at first use (noetl.lazy)
+
     pb = parse_playbook(content)
     _remember(catalog_id, pb)
     return pb

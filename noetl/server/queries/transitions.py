@@ -22,19 +22,24 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
 
-from noetl.engine import decide
-from noetl.engine.playbook import Playbook
 from noetl.engine.state import ChildStart, Decisions, Event, ExecutionState, StepRun
 from noetl.engine.state import apply as state_after
+from noetl.lazy import lazy_module
 from noetl.protocol.nats import Notice
 from noetl.protocol.words import EXECUTION_FINISHED, STEP_FINISHED
 from noetl.server.problems import Conflict, NotFound
 from noetl.server.queries import catalog, locks, loops
+
+if TYPE_CHECKING:
+    from noetl.engine import decide
+    from noetl.engine.playbook import Playbook
+else:  # the engine (Jinja2, YAML) loads at the first playbook run, not at the server's start
+    decide = lazy_module("noetl.engine.decide")
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from noetl.engine.playbook import PlaybookError, parse_playbook
 from noetl.server.models import (
     CatalogEntries,
     CatalogListRequest,
@@ -55,6 +54,8 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 )
 async def register(body: RegisterRequest, services: ServicesDep) -> dict[str, Any]:
     """Validate and store a playbook; the same content again returns its existing version."""
+    from noetl.engine.playbook import PlaybookError, parse_playbook  # the engine loads at first use
+
     try:
         pb = parse_playbook(decode_content(body.content))
     except PlaybookError as exc:

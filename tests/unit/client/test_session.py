@@ -4,6 +4,7 @@ same error, with the same exit code and the same line, whichever of the two got 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import httpx
 import pytest
@@ -103,3 +104,12 @@ def test_a_path_prefix_in_the_base_url_is_kept() -> None:
 
     ApiClient("https://h/noetl/", transport=httpx.MockTransport(handler)).execution("e1")
     assert seen == ["/noetl/api/executions/e1"]
+
+
+def test_tls_is_verified_for_https_and_not_set_up_for_http() -> None:
+    # An http:// server needs no TLS context (building httpx's default one costs ~20 ms of CPU).
+    assert Endpoint("http://127.0.0.1:8082", None, "API token").client_options()["verify"] is False
+    assert "verify" not in Endpoint("https://noetl.example", None, "API token").client_options()
+    with httpx.Client(**Endpoint("https://noetl.example", None, "API token").client_options()) as client:
+        pool = client._transport._pool  # type: ignore[attr-defined]
+        assert pool._ssl_context.verify_mode == ssl.CERT_REQUIRED
