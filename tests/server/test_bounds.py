@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ def test_a_flood_of_slow_list_requests_does_not_stop_claims(cluster: Cluster) ->
     cluster.start_worker("worker_01")
     cluster.wait_worker_ready("worker_01")
 
-    async def scenario() -> tuple[list[httpx.Response], float, str]:
+    async def scenario() -> tuple[list[httpx.Response], str]:
         # Slow lists, as a huge scan or a slow disk would make them: the workers table is locked, so
         # each workers list holds its database connection until the lock goes (claims, submissions
         # and events never read that table; the worker's heartbeats wait too).
@@ -86,19 +85,19 @@ def test_a_flood_of_slow_list_requests_does_not_stop_claims(cluster: Cluster) ->
                 async with asyncio.timeout(10):
                     while await _waiting_on_workers(watcher) < read_slots(POOL):
                         await asyncio.sleep(0.02)
-                # Every connection lists may hold is stuck; work still gets the rest of the pool.
-                started = time.monotonic()
+                # Every connection lists may hold is stuck; work still gets the rest of the pool:
+                # the command completes while the lock is held (a claim that queued behind the
+                # lists would wait for the rollback below, after this deadline: no timing asserted).
                 answer = await client.post(
                     "/api/executions", json={"tool": {"kind": "shell", "command": "echo through"}}
                 )
                 assert answer.status_code == 201, answer.text
                 execution_id = answer.json()["execution_id"]
-                async with asyncio.timeout(2):
+                async with asyncio.timeout(30):
                     while (await client.get(f"/api/executions/{execution_id}")).json()[
                         "status"
                     ] != "COMPLETED":
                         await asyncio.sleep(0.05)
-                took = time.monotonic() - started
                 # The lists beyond the read share are told to come back instead of queueing.
                 async with asyncio.timeout(10):
                     while sum(task.done() for task in flood) < FLOOD - read_slots(POOL):
@@ -107,10 +106,9 @@ def test_a_flood_of_slow_list_requests_does_not_stop_claims(cluster: Cluster) ->
                 await lock.rollback()
                 await locker.close()
                 await watcher.close()
-            return list(await asyncio.gather(*flood)), took, execution_id
+            return list(await asyncio.gather(*flood)), execution_id
 
-    answers, took, execution_id = asyncio.run(scenario())
-    assert took < 2.0
+    answers, execution_id = asyncio.run(scenario())
     busy = [a for a in answers if a.status_code == 503]
     listed = [a for a in answers if a.status_code == 200]
     assert (len(listed), len(busy)) == (read_slots(POOL), FLOOD - read_slots(POOL))
