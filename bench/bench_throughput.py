@@ -335,6 +335,9 @@ def soak(url: str, dsn: str, total: int, rss: RssPeaks) -> dict[str, Any]:
     for _ in range(max(1, total // SOAK_BURST)):
         asyncio.run(noetl_burst(url, dsn, SOAK_BURST, meter))
         samples.append({k: round(v, 1) for k, v in rss.sample().items()})
+        # Progress, so that a soak stopped early still shows how far memory went.
+        done = SOAK_BURST * len(samples)
+        print(f"soak: {done} commands, RSS MB {samples[-1]}", file=sys.stderr, flush=True)
     # Growth: the last sample against the one after the first tenth (allocators and caches warm).
     warm = samples[max(0, len(samples) // 10 - 1)]
     return {
