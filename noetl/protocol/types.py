@@ -14,8 +14,6 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 INT4_MAX = 2**31 - 1
-# Most items in one batched request of a worker (claims, events: docs/api.md "Batches").
-BATCH_LIMIT = 1000
 Seconds = Annotated[float, Field(gt=0, le=86400, allow_inf_nan=False)]
 
 

@@ -52,3 +52,7 @@ StepStatus = Literal["pending", "running", "done", "failed", "skipped", "cancell
 STEP_STATUSES: tuple[StepStatus, ...] = get_args(StepStatus)
 # A step run in one of these states has ended (a loop step of part 2 may still run again).
 STEP_FINISHED: tuple[StepStatus, ...] = ("done", "failed", "skipped", "cancelled")
+
+# Most items in one batched request of a worker (claims, events: docs/api.md "Batches"). Here, not
+# in ``types``: the worker reads it before it may import pydantic (tests/integration/test_start_imports.py).
+BATCH_LIMIT = 1000

@@ -13,7 +13,6 @@ from uuid import UUID
 from pydantic import BaseModel, Field, model_validator
 
 from noetl.protocol.types import (
-    BATCH_LIMIT,
     INT4_MAX,
     Attempt,
     JsonObject,
@@ -23,7 +22,15 @@ from noetl.protocol.types import (
     Text,
     WorkerId,
 )
-from noetl.protocol.words import EventType, ExecutionStatus, Status, StepStatus, WorkerEvent, WorkerState
+from noetl.protocol.words import (
+    BATCH_LIMIT,
+    EventType,
+    ExecutionStatus,
+    Status,
+    StepStatus,
+    WorkerEvent,
+    WorkerState,
+)
 from noetl.tools.registry import Tool
 
 # --- requests ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from noetl.client.session import (
     Endpoint,
     ServerUnreachable,
 )
-from noetl.protocol.types import BATCH_LIMIT
+from noetl.protocol.words import BATCH_LIMIT
 from noetl.worker.batch import Coalescer
 
 log = logging.getLogger("noetl.worker")
