@@ -99,7 +99,7 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-class _Collector:
+class Collector:
     """Reads one pipe to its end, keeping the first ``limit`` bytes and counting the rest."""
 
     def __init__(self, limit: int) -> None:
@@ -107,16 +107,16 @@ class _Collector:
         self.kept = bytearray()
         self.dropped = 0
 
+    def keep(self, chunk: bytes) -> None:
+        room = max(0, self.limit - len(self.kept))
+        self.kept += chunk[:room]
+        self.dropped += len(chunk) - min(room, len(chunk))
+
     async def read(self, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
             return
-        while True:
-            chunk = await stream.read(65536)
-            if not chunk:
-                return
-            room = max(0, self.limit - len(self.kept))
-            self.kept += chunk[:room]
-            self.dropped += len(chunk) - min(room, len(chunk))
+        while chunk := await stream.read(65536):
+            self.keep(chunk)
 
     def captured(self) -> Captured:
         return Captured(self.kept.decode("utf-8", errors="replace"), self.dropped)
@@ -196,7 +196,7 @@ async def run_process(
     if guard is not None:
         guard.watch(proc.pid)
 
-    out, err = _Collector(limit), _Collector(limit)
+    out, err = Collector(limit), Collector(limit)
     readers = asyncio.gather(out.read(proc.stdout), err.read(proc.stderr))
     timed_out = False
     try:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.tools import keeper
-from noetl.tools.base import OUTPUT_LIMIT, Captured, ToolError, kill_group
+from noetl.tools.base import OUTPUT_LIMIT, Captured, Collector, ToolError, kill_group
 from noetl.tools.warm_mark import MARK, SPARE_NAME
 
 _TEMPLATE = Path(__file__).with_name("warm_template.py")
@@ -80,30 +80,18 @@ async def _ready(fd: int, *, write: bool = False) -> None:
         (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
-class _Collector:
-    """Reads one pipe to its end, keeping the first ``limit`` bytes and counting the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.kept = bytearray()
-        self.dropped = 0
-
-    async def read(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                await _ready(fd)
-                continue
-            if not chunk:
-                return
-            room = max(0, self.limit - len(self.kept))
-            self.kept += chunk[:room]
-            self.dropped += len(chunk) - min(room, len(chunk))
-
-    def captured(self) -> Captured:
-        return Captured(self.kept.decode("utf-8", errors="replace"), self.dropped)
+async def _collect(fd: int, into: Collector) -> None:
+    """Read the pipe ``fd`` (not an asyncio stream: the template handed it over) to its end."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            await _ready(fd)
+            continue
+        if not chunk:
+            return
+        into.keep(chunk)
 
 
 async def _feed(fd: int, data: bytes, ours: _Fds) -> None:
@@ -249,9 +237,9 @@ class Template:
                 raise _TemplateGone(proc)
             # Only now does the command get its input: a command whose template died before
             # saying its pid never read it, so it may be started again on the next template.
-            out, err = _Collector(limit), _Collector(limit)
+            out, err = Collector(limit), Collector(limit)
             feed = asyncio.ensure_future(_feed(in_w, stdin, ours))
-            readers = [asyncio.ensure_future(out.read(out_r)), asyncio.ensure_future(err.read(err_r))]
+            readers = [asyncio.ensure_future(_collect(fd, into)) for fd, into in ((out_r, out), (err_r, err))]
             exited = asyncio.ensure_future(_message(channel, "exit"))
             # The command dies with its template, and the template with the worker; what the
             # command started in its group does not: the worker's keeper kills that group.
