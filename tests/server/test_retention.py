@@ -192,9 +192,13 @@ def test_the_server_prunes_by_itself_with_retention_days(
         try:
             async with asyncio.timeout(30):
                 while True:
+                    # One pass deletes executions, then workers: wait for both, or the task
+                    # is cancelled between the two.
                     async with db.connection() as conn:
-                        if await conn.fetchval("SELECT count(*) FROM noetl.executions") == len(kept(filled)):
-                            break
+                        left = await conn.fetchval("SELECT count(*) FROM noetl.executions")
+                        workers = await conn.fetchval("SELECT count(*) FROM noetl.workers")
+                    if (left, workers) == (len(kept(filled)), 2):
+                        break
                     await asyncio.sleep(0.1)
         finally:
             task.cancel()
