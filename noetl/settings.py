@@ -292,6 +292,13 @@ FIELDS: dict[str, Field] = {
         30.0,
         "Seconds a worker's claim on a command lasts without a heartbeat (it heartbeats every third).",
     ),
+    "worker_chain": Field(
+        "NOETL_WORKER_CHAIN",
+        _bool,
+        True,
+        "A worker reporting a command's end asks for the next command in the answer (chained "
+        "dispatch: a playbook's next step without a notice or a claim request).",
+    ),
     "python_preload": Field(
         "NOETL_PYTHON_PRELOAD",
         _module_names,
@@ -457,6 +464,7 @@ class Settings:
     stop_timeout: int
     worker_stop_timeout: int
     worker_lease: float
+    worker_chain: bool
     python_preload: str
     process_name: str | None
     enable_ui: bool

@@ -56,3 +56,7 @@ STEP_FINISHED: tuple[StepStatus, ...] = ("done", "failed", "skipped", "cancelled
 # Most items in one batched request of a worker (claims, events: docs/api.md "Batches"). Here, not
 # in ``types``: the worker reads it before it may import pydantic (tests/integration/test_start_imports.py).
 BATCH_LIMIT = 1000
+
+# Chained dispatch (docs/api.md "Chained dispatch"): how many commands a worker may take in the
+# answer to the final event of one it ran (``take`` in the event: the slot that command frees).
+TAKE_LIMIT = 1

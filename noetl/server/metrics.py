@@ -64,6 +64,12 @@ class ServerMetrics:
             registry=r,
         )
         self.published = Counter("noetl_notices_published", "Notices acknowledged by JetStream.", registry=r)
+        self.handed = Counter(
+            "noetl_commands_handed",
+            "Commands claimed for the worker that reported the end of the one before, in that "
+            "report's answer (chained dispatch: no notice published, no claim request).",
+            registry=r,
+        )
         self.reaped = Counter(
             "noetl_leases_expired",
             "Expired leases returned to pending or made dead.",

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from noetl.protocol.types import (
     INT4_MAX,
@@ -24,6 +24,7 @@ from noetl.protocol.types import (
 )
 from noetl.protocol.words import (
     BATCH_LIMIT,
+    TAKE_LIMIT,
     EventType,
     ExecutionStatus,
     Status,
@@ -72,6 +73,11 @@ class EventRequest(Strict):
     type: WorkerEvent
     payload: JsonObject = Field(default_factory=dict)
     seq: Annotated[int, Field(ge=0, le=INT4_MAX)] = 0
+    # Chained dispatch: the sender of a final event can run this many more commands now (the
+    # slot this one frees); the server claims one of the commands this end creates for it, in the
+    # same transaction, and answers it in ``next``. 0 (or absent: older workers) hands nothing.
+    take: Annotated[int, Field(ge=0, le=TAKE_LIMIT)] = 0
+    lease_seconds: LeaseSeconds = 60  # the handed command's lease, as a claim's
 
     @model_validator(mode="after")
     def _failed_has_error(self) -> EventRequest:
@@ -207,7 +213,21 @@ class ClaimAnswers(BaseModel):
     answers: list[ClaimAnswer]  # in the order of the request's items
 
 
-class EventAnswer(ItemAnswer):
+class Handing(BaseModel):
+    """An event's answer may carry the command claimed for its sender (``take``); without one
+    the answer is what it was before chained dispatch: no ``next`` key at all."""
+
+    next: Claimed | None = None
+
+    @model_serializer(mode="wrap")
+    def _next_only_when_handed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("next") is None:
+            data.pop("next", None)
+        return data
+
+
+class EventAnswer(Handing, ItemAnswer):
     stored: bool | None = None  # with status 200
 
 
@@ -219,7 +239,7 @@ class Lease(BaseModel):
     lease_until: datetime
 
 
-class Stored(BaseModel):
+class Stored(Handing):
     stored: bool
 
 

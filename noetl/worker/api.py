@@ -30,12 +30,12 @@ from noetl.client.session import (
     Endpoint,
     ServerUnreachable,
 )
-from noetl.protocol.words import BATCH_LIMIT
+from noetl.protocol.words import BATCH_LIMIT, TAKE_LIMIT
 from noetl.worker.batch import Coalescer
 
 log = logging.getLogger("noetl.worker")
 
-__all__ = ["ApiRejected", "AuthRejected", "Claim", "ServerApi", "ServerUnreachable"]
+__all__ = ["ApiRejected", "AuthRejected", "Claim", "Reported", "ServerApi", "ServerUnreachable"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,15 @@ class Claim:
     started: bool = False  # the server recorded the attempt's `started` event with the claim
 
 
+@dataclass(frozen=True)
+class Reported:
+    """What reporting an event gave: ``stored`` (or stored before), False when the lease is gone;
+    ``next``: the command the server claimed for this worker in the answer (chained dispatch)."""
+
+    stored: bool
+    next: Claim | None = None
+
+
 def _claim_of(command_id: str, answer: Answer | Exception) -> Claim | Exception | None:
     """The claim in a claim's answer; ``None`` for 404 and 409."""
     if isinstance(answer, Exception):
@@ -59,12 +68,17 @@ def _claim_of(command_id: str, answer: Answer | Exception) -> Claim | Exception 
     if answer.status in NOT_FOUND_OR_CONFLICT:
         return None
     claimed = answer.body.get("claim") if isinstance(answer.body, Mapping) else None
+    return _claim_in(answer.status, command_id, claimed)
+
+
+def _claim_in(status: int, command_id: str, claimed: Any) -> Claim | ApiRejected:
+    """The ``Claim`` a claim answer's body (or an event answer's ``next``) describes."""
     if (
         not isinstance(claimed, Mapping)
         or not isinstance(claimed.get("attempt"), int)
         or not isinstance(claimed.get("lease"), str)
     ):
-        return ApiRejected(answer.status, "the claim answer carries no attempt or lease secret")
+        return ApiRejected(status, "the claim answer carries no attempt or lease secret")
     return Claim(
         command_id=str(claimed.get("command_id", command_id)),
         execution_id=str(claimed.get("execution_id", "")),
@@ -75,6 +89,22 @@ def _claim_of(command_id: str, answer: Answer | Exception) -> Claim | Exception 
         lease_until=claimed.get("lease_until"),
         started=claimed.get("started") is True,
     )
+
+
+def _reported(answer: Answer | Exception) -> Reported | Exception:
+    if isinstance(answer, Exception):
+        return answer
+    if answer.status >= 300:
+        return Reported(stored=False)
+    handed = answer.body.get("next") if isinstance(answer.body, Mapping) else None
+    if handed is None:
+        return Reported(stored=True)
+    claim = _claim_in(answer.status, "", handed)
+    if isinstance(claim, Exception):
+        # The event is stored; a handed command this worker cannot read is left to its lease.
+        log.warning("an event's answer carries a next command without a lease: %s", claim.detail)
+        return Reported(stored=True)
+    return Reported(stored=True, next=claim)
 
 
 class ServerApi:
@@ -95,7 +125,7 @@ class ServerApi:
         self._claims: Coalescer[dict[str, Any], Claim | None] = Coalescer(
             self._claim_batch, limit=BATCH_LIMIT
         )
-        self._events: Coalescer[dict[str, Any], bool] = Coalescer(self._event_batch, limit=BATCH_LIMIT)
+        self._events: Coalescer[dict[str, Any], Reported] = Coalescer(self._event_batch, limit=BATCH_LIMIT)
 
     @property
     def base_url(self) -> str:
@@ -156,7 +186,23 @@ class ServerApi:
     ) -> bool:
         """Report an event; ``True`` once stored (or already stored), ``False`` when the lease is
         gone. Events that the worker's jobs report together go in one request."""
-        body = {
+        return (await self.report(claim, worker_id, kind, payload, seq, until=until)).stored
+
+    async def report(
+        self,
+        claim: Claim,
+        worker_id: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        seq: int,
+        *,
+        until: float | None,
+        take_lease: float | None = None,
+    ) -> Reported:
+        """``event``, and with ``take_lease`` (a final event whose slot is free: the worker can
+        run one more command now) the next command the server claimed for it under a lease of
+        that many seconds, if any (``Reported.next``)."""
+        body: dict[str, Any] = {
             "command_id": claim.command_id,
             "worker_id": worker_id,
             "attempt": claim.attempt,
@@ -165,11 +211,16 @@ class ServerApi:
             "payload": dict(payload),
             "seq": seq,
         }
+        if take_lease is not None:
+            body["take"] = TAKE_LIMIT
+            body["lease_seconds"] = take_lease
         return await self._events.call(body, until)
 
-    async def _event_batch(self, bodies: list[dict[str, Any]], until: float | None) -> list[bool | Exception]:
+    async def _event_batch(
+        self, bodies: list[dict[str, Any]], until: float | None
+    ) -> list[Reported | Exception]:
         answers = await self._batch("events", bodies, until)
-        return [a if isinstance(a, Exception) else a.status < 300 for a in answers]
+        return [_reported(answer) for answer in answers]
 
     async def _batch(
         self, kind: str, bodies: list[dict[str, Any]], until: float | None

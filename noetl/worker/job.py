@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from noetl.protocol.nats import NATS_ERRORS, parse_notice
 from noetl.tools.base import Outcome, ToolContext
 from noetl.tools.deferred import run_tool
-from noetl.worker.api import ApiRejected, Claim, ServerApi, ServerUnreachable
+from noetl.worker.api import ApiRejected, Claim, Reported, ServerApi, ServerUnreachable
 from noetl.worker.consumer import ACK_WAIT
 
 log = logging.getLogger("noetl.worker")
@@ -44,6 +44,24 @@ class Delivery(Protocol):
     async def ack(self) -> None: ...
     async def nak(self, delay: float | None = None) -> None: ...
     async def in_progress(self) -> None: ...
+
+
+class _Handed:
+    """The delivery of a command handed in an answer: it has no notice to settle."""
+
+    data = b""
+
+    async def ack(self) -> None:
+        pass
+
+    async def nak(self, delay: float | None = None) -> None:
+        pass
+
+    async def in_progress(self) -> None:
+        pass
+
+
+HANDED: Delivery = _Handed()
 
 
 @dataclass(frozen=True)
@@ -87,8 +105,12 @@ class Job:
         *,
         runner: Runner = run_tool,
         clock: Callable[[], float] = time.monotonic,
+        wants_more: Callable[[], bool] = lambda: False,
     ) -> None:
         self.msg = msg
+        # Whether the worker can run one more command once this one ends (chained dispatch): its
+        # final report then asks the server for the next command in the answer.
+        self.wants_more = wants_more
         self.api = api
         self.settings = settings
         self.runner = runner
@@ -158,18 +180,26 @@ class Job:
             self.outcome = "skipped"
             await self._ack()
             return
+        while claim is not None:
+            claim = await self._hold(claim)
+
+    async def _hold(self, claim: Claim) -> Claim | None:
+        """Run a claimed command and report its end; the command the server handed this job in
+        the report's answer (chained dispatch), to run next in the same slot."""
         self.claim = claim
+        self.command_id = claim.command_id
+        self._lost = asyncio.Event()
         self.phase = "running"
         started_at = self.clock()
         if self._release.is_set():
             await self._give_back(started_at)
-            return
+            return None
         if claim.started:
             log.debug(
                 "command %s %s started (attempt %d)", claim.command_id, _kind(claim.tool), claim.attempt
             )
         elif not await self._started(claim):
-            return
+            return None
         outcome = await self._execute(claim)
         if outcome is None:
             if self._lost.is_set():
@@ -183,9 +213,21 @@ class Job:
                 await self._ack()
             else:
                 await self._give_back(started_at)
-            return
+            return None
         self.phase = "reporting"
-        await self._report(claim, outcome, self.clock() - started_at)
+        handed = await self._report(claim, outcome, self.clock() - started_at)
+        if handed is None:
+            return None
+        # Its notice was never published: nothing to ack, nak or keep in progress. Whatever
+        # goes wrong from here is the lease's to mend (the reaper re-queues it at expiry).
+        self.msg = HANDED
+        log.debug("command %s handed in the answer (attempt %d)", handed.command_id, handed.attempt)
+        if not self.wants_more():
+            # The worker began to stop while the report was on its way: another worker takes it.
+            self.claim, self.command_id = handed, handed.command_id
+            await self._give_back(self.clock())
+            return None
+        return handed
 
     async def _started(self, claim: Claim) -> bool:
         try:
@@ -249,24 +291,30 @@ class Job:
                 self._lost.set()
                 return
 
-    async def _report(self, claim: Claim, outcome: Outcome, duration: float) -> None:
+    async def _report(self, claim: Claim, outcome: Outcome, duration: float) -> Claim | None:
+        """Report the end; the command handed in the answer, if this job asked for one."""
         kind = "completed" if outcome.ok else "failed"
         until = self.clock() + self.settings.report_patience
+        # Asked for when the report is sent: a worker that is stopping takes nothing more.
+        take_lease = self.settings.lease if self.wants_more() else None
 
-        async def send(kind: str, outcome: Outcome, seq: int) -> bool:
+        async def send(kind: str, outcome: Outcome, seq: int) -> Reported:
             worker = self.settings.worker_id
-            return await self.api.event(claim, worker, kind, outcome.payload(), seq, until=until)
+            payload = outcome.payload()
+            return await self.api.report(
+                claim, worker, kind, payload, seq, until=until, take_lease=take_lease
+            )
 
         try:
             try:
-                stored = await send(kind, outcome, 1)
+                reported = await send(kind, outcome, 1)
             except ApiRejected as exc:
                 # The result cannot be stored (too large, not storable): the command fails, saying why.
                 outcome = Outcome(
                     ok=False, error=f"the server refused the {kind} event ({exc.status}): {exc.detail}"
                 )
                 kind = "failed"
-                stored = await send(kind, outcome, 2)
+                reported = await send(kind, outcome, 2)
         except ServerUnreachable as exc:
             log.error(
                 "command %s %s %s in %.2fs but the server did not take the result (%s); "
@@ -279,8 +327,8 @@ class Job:
             )
             self.outcome = "unreported"
             await self._nak()
-            return
-        if not stored:
+            return None
+        if not reported.stored:
             log.warning(
                 "command %s %s %s in %.2fs but its lease was lost: result dropped",
                 claim.command_id,
@@ -290,7 +338,7 @@ class Job:
             )
             self.outcome = "lost"
             await self._ack()
-            return
+            return None
         self.outcome = kind
         if outcome.ok:
             log.info("command %s %s completed in %.2fs", claim.command_id, _kind(claim.tool), duration)
@@ -303,6 +351,7 @@ class Job:
                 _preview(outcome.error),
             )
         await self._ack()
+        return reported.next
 
     async def _give_back(self, started_at: float) -> None:
         assert self.claim is not None

@@ -50,6 +50,7 @@ class WorkerLoop:
         runner: Runner = run_tool,
         clock: Callable[[], float] = time.monotonic,
         fetch_timeout: float = FETCH_TIMEOUT,
+        chain: bool = True,
     ) -> None:
         self.source = source
         self.api = api
@@ -60,6 +61,7 @@ class WorkerLoop:
         self.runner = runner
         self.clock = clock
         self.fetch_timeout = fetch_timeout
+        self.chain = chain
         self.jobs: dict[asyncio.Task[None], Job] = {}
         self._slot_freed = asyncio.Event()
 
@@ -101,10 +103,18 @@ class WorkerLoop:
                 self._start(msg)
 
     def _start(self, msg: Delivery) -> None:
-        job = Job(msg, self.api, self.job_settings, runner=self.runner, clock=self.clock)
+        job = Job(
+            msg, self.api, self.job_settings, runner=self.runner, clock=self.clock, wants_more=self._can_take
+        )
         task = asyncio.ensure_future(job.run())
         self.jobs[task] = job
         task.add_done_callback(self._finished)
+
+    def _can_take(self) -> bool:
+        """Whether a job whose command is ending may take the next one in its report's answer
+        (chained dispatch): it keeps its own slot, so never while the worker is stopping, nor
+        when more jobs run than the concurrency allows."""
+        return self.chain and not self.stop.drain.is_set() and len(self.jobs) <= self.concurrency
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.jobs.pop(task, None)

@@ -87,6 +87,7 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
         settings.worker_concurrency,
         stop,
         budget,
+        chain=settings.worker_chain,
     )
     registry = Registry(api, identity, work.running)
     keep_alive: asyncio.Future[None] | None = None

@@ -21,7 +21,7 @@ import asyncpg
 
 from noetl.protocol.words import FINAL_EVENTS
 from noetl.server.problems import Conflict, Invalid, NotFound
-from noetl.server.queries import commands
+from noetl.server.queries import chains, commands
 from noetl.server.queries.commands import Finished, Recorded
 
 # What an item's call can be refused with, returned in its place (the route answers its status).
@@ -46,6 +46,7 @@ class EventAsk:
     type_: str
     payload: dict[str, Any]
     seq: int
+    take: chains.Take | None = None  # chained dispatch: the sender can run one more command
 
 
 _CLAIMED = (
@@ -221,7 +222,15 @@ async def record_all(conn: asyncpg.Connection, asks: Sequence[EventAsk]) -> list
         ask = asks[i]
         try:
             results[i] = await commands.record_event(
-                conn, ask.command_id, ask.worker_id, ask.attempt, ask.lease, ask.type_, ask.payload, ask.seq
+                conn,
+                ask.command_id,
+                ask.worker_id,
+                ask.attempt,
+                ask.lease,
+                ask.type_,
+                ask.payload,
+                ask.seq,
+                ask.take,
             )
         except REFUSALS as exc:
             results[i] = exc
@@ -267,12 +276,20 @@ async def _record_together(
             results[i] = exc  # refused before writing anything: the transaction goes on
             continue
         if not new:
-            results[i] = Recorded(stored=False)
+            results[i] = await commands.repeated(conn, ask.type_, ask.take)
         elif ask.type_ in FINAL_EVENTS and cmd["step"] is None:
             submits.append((i, cmd))
         else:
             results[i] = await commands.apply_event(
-                conn, cmd, ask.command_id, ask.worker_id, ask.attempt, ask.type_, ask.payload, ask.seq
+                conn,
+                cmd,
+                ask.command_id,
+                ask.worker_id,
+                ask.attempt,
+                ask.type_,
+                ask.payload,
+                ask.seq,
+                ask.take,
             )
     if submits:
         ending = [

@@ -26,7 +26,7 @@ import asyncpg
 from noetl.protocol.nats import Notice
 from noetl.protocol.words import FINAL_EVENTS, FINISHED
 from noetl.server.problems import Conflict, NotFound
-from noetl.server.queries import locks, transitions
+from noetl.server.queries import chains, locks, transitions
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _holds(cmd: asyncpg.Record, worker_id: str, attempt: int, lease: str) -> boo
 
 
 # What a claim answers (the lease secret is the attempt's: only its claimer learns it).
-_CLAIMED = (
+CLAIMED = (
     "command_id, execution_id, attempt, lease_secret AS lease, tool, timeout, lease_until, "
     "available_at, claimed_at"
 )
@@ -145,7 +145,7 @@ async def claim(
                 lease_until = now() + make_interval(secs => $3), claimed_at = now(), updated_at = now(),
                 lease_secret = $4, claim_request = $5
             WHERE command_id = $1 AND status = 'pending'
-            RETURNING {_CLAIMED}
+            RETURNING {CLAIMED}
         ), event AS (
             INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
             SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
@@ -169,7 +169,7 @@ async def claim(
             UPDATE noetl.commands
             SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
             WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND claim_request = $4
-            RETURNING {_CLAIMED}, $5::boolean AS started
+            RETURNING {CLAIMED}, $5::boolean AS started
             """,
             command_id,
             worker_id,
@@ -222,11 +222,13 @@ async def heartbeat(
 @dataclass(frozen=True)
 class Recorded:
     """What storing a worker's event did: ``stored`` is False for a repeat; ``finished`` is set
-    when the event ended the command; ``notices`` are the next steps' commands to publish."""
+    when the event ended the command; ``notices`` are the next steps' commands to publish;
+    ``handed`` the one claimed for the sender instead (chained dispatch: ``chains``)."""
 
     stored: bool
     finished: Finished | None = None
     notices: tuple[Notice, ...] = ()
+    handed: dict[str, Any] | None = None
 
 
 async def record_event(
@@ -238,9 +240,11 @@ async def record_event(
     type_: str,
     payload: dict[str, Any],
     seq: int,
+    take: chains.Take | None = None,
 ) -> Recorded:
     """Store a worker's event; a ``completed`` or ``failed`` one also finishes the command and,
-    for a playbook step, lets the engine decide what follows (same transaction).
+    for a playbook step, lets the engine decide what follows (same transaction), and with
+    ``take`` claims one of the commands that follow for the sender.
 
     Raises Conflict when the sender does not hold the lease of ``attempt``.
     """
@@ -257,8 +261,16 @@ async def record_event(
             seq,
         )
         if not await is_new_event(conn, cmd, command_id, worker_id, attempt, lease):
-            return Recorded(stored=False)
-        return await apply_event(conn, cmd, command_id, worker_id, attempt, type_, payload, seq)
+            return await repeated(conn, type_, take)
+        return await apply_event(conn, cmd, command_id, worker_id, attempt, type_, payload, seq, take)
+
+
+async def repeated(conn: asyncpg.Connection, type_: str, take: chains.Take | None) -> Recorded:
+    """A repeat of a stored event; a final one that was answered with a command (its answer
+    lost) gets that command again while its sender still holds it."""
+    if take is None or type_ not in FINAL_EVENTS:
+        return Recorded(stored=False)
+    return Recorded(stored=False, handed=await chains.handed_before(conn, take))
 
 
 def event_check(*, command: str, attempt: str, type_: str, seq: str) -> str:
@@ -311,9 +323,11 @@ async def apply_event(
     type_: str,
     payload: dict[str, Any],
     seq: int,
+    take: chains.Take | None = None,
 ) -> Recorded:
     """Store a new event of the lease holder, its command's row locked (``is_new_event`` said so);
-    inside the transaction that holds the execution's lock for a final event."""
+    inside the transaction that holds the execution's lock for a final event. With ``take``, the
+    first command the engine creates is claimed for the sender (``chains.hand``)."""
     if type_ not in FINAL_EVENTS:
         # A racing repeat (its snapshot predates the other's commit) is caught by the insert.
         stored = await _add_event(
@@ -335,7 +349,10 @@ async def apply_event(
             final.error,
             payload,
         )
-    return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices))
+    handed = None
+    if take is not None and notices:
+        handed, notices = await chains.hand(conn, take, notices)
+    return Recorded(True, Finished(type_, cmd["claimed_at"], finished_at), tuple(notices), handed)
 
 
 async def plan_by_key(conn: asyncpg.Connection) -> None:

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ValidationError
 from noetl.protocol.types import describe_validation
 from noetl.server.models import ClaimAnswers, ClaimBatch, ClaimItem, EventAnswers, EventBatch, EventItem
 from noetl.server.problems import refusal_answer
-from noetl.server.queries import command_batches
+from noetl.server.queries import chains, command_batches
 from noetl.server.queries.command_batches import ClaimAsk, EventAsk
 from noetl.server.queries.commands import Recorded
+from noetl.server.routes.commands import observed
 from noetl.server.services import ServicesDep, error_responses
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
@@ -77,23 +78,25 @@ async def events(body: EventBatch, services: ServicesDep) -> dict[str, Any]:
     items, answers = _validated(body.events, EventItem, "events")
     order = list(items)
     asks = [
-        EventAsk(it.command_id, it.worker_id, it.attempt, it.lease, it.type, it.payload, it.seq)
+        EventAsk(
+            it.command_id,
+            it.worker_id,
+            it.attempt,
+            it.lease,
+            it.type,
+            it.payload,
+            it.seq,
+            chains.take_of(it.command_id, it.attempt, it.worker_id, it.take, it.lease_seconds),
+        )
         for it in items.values()
     ]
     outcomes: list[Recorded | Exception] = []
     if asks:
         async with services.db.connection() as conn:
             outcomes = await command_batches.record_all(conn, asks)
-    notices = [notice for o in outcomes if isinstance(o, Recorded) for notice in o.notices]
-    if notices:
-        services.outbox.notify(*notices)
     for i, outcome in zip(order, outcomes, strict=True):
         if isinstance(outcome, Exception):
             answers[i] = _refused(outcome)
             continue
-        finished = outcome.finished
-        if finished is not None:
-            ran = (finished.finished_at - finished.claimed_at).total_seconds()
-            services.metrics.completion_latency.labels(finished.status).observe(max(ran, 0.0))
-        answers[i] = {"status": 200, "stored": outcome.stored}
+        answers[i] = {"status": 200, "stored": outcome.stored, "next": observed(outcome, services)}
     return {"answers": [answers[i] for i in range(len(body.events))]}

@@ -17,8 +17,9 @@ from noetl.server.models import (
     ReleaseRequest,
     Stored,
 )
-from noetl.server.queries import commands
-from noetl.server.services import ServicesDep, error_responses
+from noetl.server.queries import chains, commands
+from noetl.server.queries.commands import Recorded
+from noetl.server.services import Services, ServicesDep, error_responses
 
 router = APIRouter(prefix="/api/commands/{command_id}", tags=["commands"])
 
@@ -50,18 +51,39 @@ async def heartbeat(command_id: UUID, body: HeartbeatRequest, services: Services
 
 @router.post("/events", response_model=Stored, responses=_LEASE_ERRORS)
 async def event(command_id: UUID, body: EventRequest, services: ServicesDep) -> dict[str, Any]:
-    """Store a worker event; stored is false for a repeat. 409 unless the sender holds the lease."""
+    """Store a worker event; stored is false for a repeat. 409 unless the sender holds the lease.
+    With ``take``, a final event's answer may carry the next command, claimed for the sender."""
+    take = chains.take_of(command_id, body.attempt, body.worker_id, body.take, body.lease_seconds)
     async with services.db.connection() as conn:
         recorded = await commands.record_event(
-            conn, command_id, body.worker_id, body.attempt, body.lease, body.type, body.payload, body.seq
+            conn,
+            command_id,
+            body.worker_id,
+            body.attempt,
+            body.lease,
+            body.type,
+            body.payload,
+            body.seq,
+            take,
         )
+    return {"stored": recorded.stored, "next": observed(recorded, services)}
+
+
+def observed(recorded: Recorded, services: Services) -> dict[str, Any] | None:
+    """Publish what a recorded event created and count it in the metrics; the command handed to
+    its sender, if any (its notice is not published: no other worker is to fetch it)."""
     if recorded.notices:
         services.outbox.notify(*recorded.notices)
     finished = recorded.finished
     if finished is not None:
         ran = (finished.finished_at - finished.claimed_at).total_seconds()
         services.metrics.completion_latency.labels(finished.status).observe(max(ran, 0.0))
-    return {"stored": recorded.stored}
+    handed = recorded.handed
+    if handed is not None:
+        waited = (handed["claimed_at"] - handed["available_at"]).total_seconds()
+        services.metrics.claim_latency.observe(max(waited, 0.0))
+        services.metrics.handed.inc()
+    return handed
 
 
 @router.post("/release", response_model=Done, responses=_LEASE_ERRORS)

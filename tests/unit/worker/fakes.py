@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.tools.registry import Outcome, ToolContext
-from noetl.worker.api import ApiRejected, Claim, ServerUnreachable
+from noetl.worker.api import ApiRejected, Claim, Reported, ServerUnreachable
 
 
 @dataclass
@@ -54,6 +54,9 @@ class FakeServer:
         self.calls: list[str] = []
         self.unreachable = False
         self.reject_completed: ApiRejected | None = None
+        # Chained dispatch: the commands to hand, in turn, to a final report that asks for one.
+        self.to_hand: list[str] = []
+        self.takes: list[float | None] = []  # each final report's ``take_lease``
 
     def add(self, command_id: str, tool: dict[str, Any] | None = None, timeout: float = 30.0) -> None:
         self.commands[command_id] = Command(tool or {"kind": "shell", "command": "true"}, timeout=timeout)
@@ -78,6 +81,9 @@ class FakeServer:
     ) -> Claim | None:
         self.calls.append("claim")
         self._check()
+        return self._take(command_id, worker_id)
+
+    def _take(self, command_id: str, worker_id: str) -> Claim | None:
         cmd = self.commands.get(command_id)
         if cmd is None or cmd.status != "pending":
             return None
@@ -105,6 +111,29 @@ class FakeServer:
         if kind in ("completed", "failed"):
             self.commands[claim.command_id].status = kind
         return True
+
+    async def report(
+        self,
+        claim: Claim,
+        worker_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        seq: int,
+        *,
+        until: float | None,
+        take_lease: float | None = None,
+    ) -> Reported:
+        stored = await self.event(claim, worker_id, kind, payload, seq, until=until)
+        if kind not in ("completed", "failed"):
+            return Reported(stored)
+        self.takes.append(take_lease)
+        if not stored or take_lease is None or not self.to_hand:
+            return Reported(stored)
+        handed = self._take(self.to_hand.pop(0), worker_id)
+        if handed is not None:
+            handed = Claim(**{**handed.__dict__, "started": True})
+            self.events.append((handed.command_id, handed.attempt, "started", {}, 0))
+        return Reported(stored, handed)
 
     async def heartbeat(self, claim: Claim, worker_id: str, lease: float, *, until: float | None) -> bool:
         self.calls.append("heartbeat")
