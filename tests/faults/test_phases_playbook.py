@@ -26,6 +26,7 @@ LONG_LEASE = 20  # longer than a restart of the server: for the server's kills
 SECOND_WORKER = "worker_01"
 
 CHAIN = playbook("faults/chain", [step("start", 1, "b"), step("b", 0, "c"), step("c")])
+SLOW_B = playbook("faults/slow_b", [step("start", 0, "b"), step("b", 3, "c"), step("c")])
 
 FAN_IN = playbook(
     "faults/fan_in",
@@ -55,7 +56,9 @@ LOOP = playbook(
 
 
 def test_server_killed_between_a_step_end_and_the_next_dispatch(rig: Rig) -> None:
-    rig.use_lease(LONG_LEASE)
+    # Without chained dispatch: the next step goes out through the outbox (with it, the worker
+    # takes it in the answer: the two tests below).
+    rig.use_lease(LONG_LEASE, NOETL_WORKER_CHAIN="false")
     execution_id, token = run(rig, CHAIN)
     rig.ledger.wait_runs(f"{token}.start", 1, timeout=60)
     held = rig.gate.hold("/events", "request", "completed")
@@ -83,6 +86,60 @@ def test_server_killed_between_a_step_end_and_the_next_dispatch(rig: Rig) -> Non
     assert view["status"] == "COMPLETED", view
     verdicts = judge_steps(rig, execution_id, token)
     assert {name: v.runs for name, v in verdicts.items()} == {"start": 1, "b": 1, "c": 1}
+
+
+def handed_now(rig: Rig, execution_id: str, step: str) -> bool:
+    """The step's command is claimed in a report's answer (chained dispatch), never published."""
+    rows = pg_fetch(
+        rig.cluster.env,
+        "SELECT status, claim_request, published_at FROM noetl.commands "
+        "WHERE execution_id = $1 AND step = $2",
+        uuid.UUID(execution_id),
+        step,
+    )
+    return bool(
+        rows
+        and rows[0]["status"] == "claimed"
+        and (rows[0]["claim_request"] or "").startswith("chain ")
+        and rows[0]["published_at"] is None
+    )
+
+
+def test_server_killed_before_the_answer_that_hands_the_next_step(rig: Rig) -> None:
+    rig.use_lease(LONG_LEASE)
+    execution_id, token = run(rig, CHAIN)
+    held = rig.gate.hold("/events", "answer", "completed")
+    held.wait(60)  # start's end committed, b claimed for the worker: the answer is held
+    assert handed_now(rig, execution_id, "b")
+    rig.kill_server()
+    held.drop()
+    rig.cluster.start_server()  # the report is retried: a repeat, answered with b again
+
+    view = wait_ended(rig, execution_id)
+    assert view["status"] == "COMPLETED", view
+    verdicts = judge_steps(rig, execution_id, token)
+    assert {name: (v.runs, v.lost_leases) for name, v in verdicts.items()} == {
+        "start": (1, 0),
+        "b": (1, 0),
+        "c": (1, 0),
+    }
+
+
+def test_worker_killed_holding_a_handed_step(rig: Rig) -> None:
+    execution_id, token = run(rig, SLOW_B)
+    rig.ledger.wait_runs(f"{token}.b", 1, timeout=60)
+    assert handed_now(rig, execution_id, "b")  # b came in start's answer, and is running
+    rig.kill_worker()
+    rig.start_worker()  # the reaper re-queues b at its lease's end and publishes it
+
+    view = wait_ended(rig, execution_id)
+    assert view["status"] == "COMPLETED", view
+    verdicts = judge_steps(rig, execution_id, token)
+    assert {name: (v.runs, v.lost_leases) for name, v in verdicts.items()} == {
+        "start": (1, 0),
+        "b": (2, 1),
+        "c": (1, 0),
+    }
 
 
 def test_worker_killed_between_a_step_end_and_its_report(rig: Rig) -> None:
