@@ -248,3 +248,61 @@ def test_a_bug_in_the_runner_fails_nothing_else_and_returns_the_notice() -> None
         assert job.phase == "done"
 
     asyncio.run(scenario())
+
+
+def test_a_command_handed_in_the_answer_runs_in_the_same_job() -> None:
+    async def scenario() -> None:
+        server, tools = FakeServer(), ScriptedTools(instant=True)
+        for cid, name in (("c1", "a"), ("c2", "b"), ("c3", "c")):
+            server.add(cid, {"kind": "shell", "name": name})
+        server.to_hand = ["c2", "c3"]
+        msg = FakeMsg.notice("c1")
+        job = Job(msg, cast(ServerApi, server), SETTINGS, runner=tools, wants_more=lambda: True)
+        await job.run()
+        assert tools.started == ["a", "b", "c"]
+        # One claim call (c1's notice); c2 and c3 came in the answers, each completed once.
+        assert server.calls.count("claim") == 1
+        assert [server.types(c) for c in ("c1", "c2", "c3")] == [["started", "completed"]] * 3
+        assert server.takes == [30.0, 30.0, 30.0]  # every end asked, under the worker's lease
+        assert msg.settled == ["ack"]  # only the notice is settled: the handed ones had none
+        assert (job.command_id, job.outcome) == ("c3", "completed")
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_that_wants_no_more_asks_for_none() -> None:
+    async def scenario() -> None:
+        server, tools = FakeServer(), ScriptedTools(instant=True)
+        server.add("c1")
+        server.add("c2")
+        server.to_hand = ["c2"]
+        await make_job(server, FakeMsg.notice("c1"), tools).run()  # wants_more: False by default
+        assert server.takes == [None]
+        assert server.commands["c2"].status == "pending"
+
+    asyncio.run(scenario())
+
+
+def test_a_command_handed_as_the_worker_began_to_stop_is_released() -> None:
+    async def scenario() -> None:
+        server, tools = FakeServer(), ScriptedTools(instant=True)
+        server.add("c1", {"kind": "shell", "name": "a"})
+        server.add("c2", {"kind": "shell", "name": "b"})
+        server.to_hand = ["c2"]
+        asked: list[bool] = []
+
+        def wants_more() -> bool:
+            # Yes when the report goes out; no by the time its answer is back (a stop came).
+            asked.append(not asked)
+            return asked[-1]
+
+        job = Job(
+            FakeMsg.notice("c1"), cast(ServerApi, server), SETTINGS, runner=tools, wants_more=wants_more
+        )
+        await job.run()
+        assert tools.started == ["a"]  # b never ran here
+        assert server.types("c2") == ["started", "released"]
+        assert server.commands["c2"].status == "pending"
+        assert job.outcome == "released"
+
+    asyncio.run(scenario())
