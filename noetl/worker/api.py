@@ -7,7 +7,9 @@ token cannot get better.
 
 Claims and events go through the batch routes (``POST /api/commands/claims`` and ``/events``):
 what the worker's jobs ask while a request of that kind is in flight goes together in the next
-one (``noetl.worker.batch``), and each item is answered as its single call would be.
+one (``noetl.worker.batch``), and each item is answered as its single call would be. A final
+event may ask for the next command in its answer (``report``'s ``take_lease``: chained dispatch,
+docs/api.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ drains past its deadline the job is released instead: the tool's processes are k
 lease handed back, so another worker takes the command at once. When the lease is lost (the server
 gave the command to another attempt, or its execution was cancelled) the tool's process group is
 killed and nothing more is reported.
+
+Chained dispatch: while the worker is not stopping, the final report asks for one more command
+(the slot this one frees); the answer may hand one, already claimed with its ``started`` event,
+which the job runs next in the same slot as it runs a claimed one. It has no notice to ack.
 """
 
 from __future__ import annotations

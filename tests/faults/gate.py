@@ -15,7 +15,9 @@ A worker sends the claims, and the events, of its jobs in batches (``POST /api/c
 and ``/api/commands/events``). The gate sees each item of a batch as the single call it stands
 for (``/api/commands/{id}/claim`` or ``/events``, with its own status from the batch's answer),
 so a hold or a count names a command's call whichever way it travels; holding a batch holds
-every item in it. ``requests`` keeps each request as it went: (path, number of items).
+every item in it. ``requests`` keeps each request as it went: (path, number of items). A command
+handed in an event's answer (chained dispatch) travels in that answer: holding or cutting the
+answer holds or cuts the hand-over too (the worker's retried report gets it again).
 """
 
 from __future__ import annotations
