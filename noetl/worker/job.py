@@ -303,11 +303,19 @@ class Job:
         take_lease = self.settings.lease if self.wants_more() else None
 
         async def send(kind: str, outcome: Outcome, seq: int) -> Reported:
+            nonlocal take_lease
             worker = self.settings.worker_id
             payload = outcome.payload()
-            return await self.api.report(
-                claim, worker, kind, payload, seq, until=until, take_lease=take_lease
-            )
+            try:
+                return await self.api.report(
+                    claim, worker, kind, payload, seq, until=until, take_lease=take_lease
+                )
+            except ApiRejected as exc:
+                if exc.status != 422 or take_lease is None:
+                    raise
+                # A server older than chained dispatch refuses `take` as unknown: report as before.
+                take_lease = None
+                return await self.api.report(claim, worker, kind, payload, seq, until=until)
 
         try:
             try:

@@ -57,6 +57,7 @@ class FakeServer:
         # Chained dispatch: the commands to hand, in turn, to a final report that asks for one.
         self.to_hand: list[str] = []
         self.takes: list[float | None] = []  # each final report's ``take_lease``
+        self.knows_take = True  # False: a server older than chained dispatch (422 for ``take``)
 
     def add(self, command_id: str, tool: dict[str, Any] | None = None, timeout: float = 30.0) -> None:
         self.commands[command_id] = Command(tool or {"kind": "shell", "command": "true"}, timeout=timeout)
@@ -123,6 +124,9 @@ class FakeServer:
         until: float | None,
         take_lease: float | None = None,
     ) -> Reported:
+        if take_lease is not None and not self.knows_take:
+            self.calls.append("refused take")
+            raise ApiRejected(422, "take: Extra inputs are not permitted")
         stored = await self.event(claim, worker_id, kind, payload, seq, until=until)
         if kind not in ("completed", "failed"):
             return Reported(stored)

@@ -306,3 +306,19 @@ def test_a_command_handed_as_the_worker_began_to_stop_is_released() -> None:
         assert job.outcome == "released"
 
     asyncio.run(scenario())
+
+
+def test_a_server_that_knows_no_take_gets_the_report_without_it() -> None:
+    async def scenario() -> None:
+        server, tools = FakeServer(), ScriptedTools(instant=True)
+        server.add("c1", {"kind": "shell", "name": "a"})
+        server.knows_take = False
+        msg = FakeMsg.notice("c1")
+        job = Job(msg, cast(ServerApi, server), SETTINGS, runner=tools, wants_more=lambda: True)
+        await job.run()
+        assert server.calls == ["claim", "started", "refused take", "completed"]
+        assert server.types("c1") == ["started", "completed"]
+        assert server.events[-1][3] == {"result": {"name": "a"}}  # the result, not a failure
+        assert (msg.settled, job.outcome) == (["ack"], "completed")
+
+    asyncio.run(scenario())
