@@ -15,7 +15,7 @@ import pytest
 from noetl.engine.playbook import parse_playbook
 from noetl.server.db import connect_once
 from noetl.server.migrations import migrate
-from noetl.server.queries import catalog, locks, transitions
+from noetl.server.queries import catalog, chains, locks, transitions
 from noetl.settings import load_settings
 from tests.server.conftest import clean_env
 
@@ -66,6 +66,41 @@ async def _statements(conn: asyncpg.Connection, call: Callable[[], Any]) -> tupl
     finally:
         conn.remove_query_logger(logged)
     return answer, sent
+
+
+def test_handing_the_next_command_to_the_reporter_is_one_more_statement(pg_env: dict[str, str]) -> None:
+    async def scenario(conn: asyncpg.Connection) -> None:
+        execution_id = await _started(conn)
+        take = chains.Take("w1", 30.0, "chain c 1")
+        async with conn.transaction():
+            notices = await transitions.step_command_finished(
+                conn, execution_id, "start", None, True, 1, None
+            )
+            (handed, rest), sent = await _statements(conn, lambda: chains.hand(conn, take, notices))
+        # The claim route's own statement: the lease and its `claimed` and `started` events.
+        assert len(sent) == 1, "\n".join(" ".join(q.split())[:70] for q in sent)
+        assert rest == [] and handed is not None
+        assert (handed["command_id"], handed["attempt"], handed["started"]) == (
+            notices[0].command_id,
+            1,
+            True,
+        )
+        row = await conn.fetchrow(
+            "SELECT status, worker_id, claim_request, published_at FROM noetl.commands WHERE command_id = $1",
+            handed["command_id"],
+        )
+        assert dict(row) == {
+            "status": "claimed",
+            "worker_id": "w1",
+            "claim_request": "chain c 1",
+            "published_at": None,
+        }
+        types = await conn.fetch(
+            "SELECT type FROM noetl.events WHERE command_id = $1 ORDER BY event_id", handed["command_id"]
+        )
+        assert [t["type"] for t in types] == ["created", "claimed", "started"]
+
+    run(pg_env, scenario)
 
 
 def test_a_steps_end_is_decided_and_recorded_in_four_statements(pg_env: dict[str, str]) -> None:
