@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.conftest import pg_fetch, stream_notices, wait_for
+from tests.server.conftest import pg_fetch, stream_notices, submit, wait_for
 from tests.services import Nats
 
 pytestmark = pytest.mark.integration
@@ -222,3 +222,12 @@ def test_a_handed_command_whose_lease_expires_is_published_and_runs_again(
         uuid.UUID(cid),
     )
     assert len(events) == 1
+
+
+def test_a_submitted_commands_end_hands_nothing(api: httpx.Client) -> None:
+    ids = submit(api)  # `noetl submit`: one command, nothing follows it
+    cid = ids["command_id"]
+    claim = api.post(f"/api/commands/{cid}/claim", json={"worker_id": WORKER}).json()
+    assert report(api, {**claim, "command_id": cid}, "done\n", take=1) == {"stored": True}
+    assert api.get(f"/api/executions/{ids['execution_id']}").json()["status"] == "COMPLETED"
+    assert handed_metric(api) == 0
