@@ -3,7 +3,7 @@ reported it, in the same transaction and the same answer.
 
 A linear playbook's next step would otherwise cost a NATS publish, a fetch, an ack and a claim
 request. The worker says in its final event that it can take one more (``take``: the slot this
-command frees); the claim made for it is the claim route's own statement (``commands.claim``:
+command frees); the claim made for it is the claim route's own statement (``claims.claim``:
 same lease, same attempt count, the same ``claimed`` and ``started`` events). The handed
 command's notice is left out of the ones published after commit, so no other worker fetches it;
 it stays unpublished (``published_at`` NULL) while claimed, and the reaper re-queues it at lease
@@ -24,7 +24,7 @@ import asyncpg
 
 from noetl.protocol.nats import Notice
 from noetl.server.problems import Conflict, NotFound
-from noetl.server.queries import commands
+from noetl.server.queries import claims
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,14 @@ def take_of(command_id: UUID, attempt: int, worker_id: str, take: int, lease_sec
 async def hand(
     conn: asyncpg.Connection, take: Take, notices: Sequence[Notice]
 ) -> tuple[dict[str, Any] | None, list[Notice]]:
-    """Claim the first of the new commands for ``take``'s worker: the claim (``commands.claim``'s
+    """Claim the first of the new commands for ``take``'s worker: the claim (``claims.claim``'s
     answer) and the notices left to publish. None when there is none to hand (a cancelled or
     ended execution creates none; one already taken is not retried)."""
     if not notices:
         return None, list(notices)
     first, *rest = notices
     try:
-        claimed = await commands.claim(
+        claimed = await claims.claim(
             conn, first.command_id, take.worker_id, take.lease_seconds, take.key, start=True
         )
     except (Conflict, NotFound):
@@ -64,12 +64,4 @@ async def hand(
 async def handed_before(conn: asyncpg.Connection, take: Take) -> dict[str, Any] | None:
     """What the first answer to a repeated report handed, while its worker still holds it: the
     same lease back, extended (as a claim retried with its request id)."""
-    # Built here, not at import: ``commands`` imports this module (it applies the events).
-    handed = f"""
-        UPDATE noetl.commands
-        SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
-        WHERE status = 'claimed' AND worker_id = $1 AND claim_request = $2
-        RETURNING {commands.CLAIMED}, true AS started
-    """
-    row = await conn.fetchrow(handed, take.worker_id, take.key, take.lease_seconds)
-    return None if row is None else dict(row)
+    return await claims.claimed_again(conn, take.worker_id, take.key, take.lease_seconds)

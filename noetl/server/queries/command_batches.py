@@ -1,6 +1,6 @@
 """Batches of a worker's calls: many claims in one statement, many events in one transaction.
 
-Each item gets exactly the outcome its single call (``commands.claim``, ``commands.record_event``)
+Each item gets exactly the outcome its single call (``claims.claim``, ``commands.record_event``)
 would: the same lease rules, fencing, request-id and seq idempotency, the same refusals. An
 item's refusal (NotFound, Conflict, a value PostgreSQL cannot store) is returned in its place, as
 a value, and never fails the other items.
@@ -21,7 +21,7 @@ import asyncpg
 
 from noetl.protocol.words import FINAL_EVENTS
 from noetl.server.problems import Conflict, Invalid, NotFound
-from noetl.server.queries import chains, commands
+from noetl.server.queries import chains, claims, commands
 from noetl.server.queries.commands import Finished, Recorded
 
 # What an item's call can be refused with, returned in its place (the route answers its status).
@@ -106,7 +106,7 @@ _CLAIM_AGAIN = f"""
 
 
 async def claim_all(conn: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[dict[str, Any] | Exception]:
-    """Each ask's claim (as ``commands.claim`` returns it) or its refusal, in the asks' order.
+    """Each ask's claim (as ``claims.claim`` returns it) or its refusal, in the asks' order.
 
     One statement when every ask is new and finds its command pending (the hot path); a retried
     ask, then the refused ones, each cost one more statement for all of them. They run in one
@@ -162,7 +162,7 @@ async def _claim_all(conn: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list
         )
         states = {row["command_id"]: row for row in rows}
     return [
-        found[i] if i in found else commands.claim_refusal(ask.command_id, states.get(ask.command_id))
+        found[i] if i in found else claims.claim_refusal(ask.command_id, states.get(ask.command_id))
         for i, ask in enumerate(asks)
     ]
 

@@ -1,4 +1,4 @@
-"""Commands: claim, heartbeat, events, release, the reaper's sweep and the outbox.
+"""Commands: heartbeat, events, release, the reaper's sweep and the outbox (the claim: ``claims``).
 
 Every state change is one conditional UPDATE inside one transaction, so concurrent callers are
 serialised by PostgreSQL's row lock: of any number of claimers exactly one finds the row still
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,88 +111,6 @@ def _holds(cmd: asyncpg.Record, worker_id: str, attempt: int, lease: str) -> boo
         and secret is not None
         and hmac.compare_digest(secret.encode(), lease.encode())
     )
-
-
-# What a claim answers (the lease secret is the attempt's: only its claimer learns it).
-CLAIMED = (
-    "command_id, execution_id, attempt, lease_secret AS lease, tool, timeout, lease_until, "
-    "available_at, claimed_at"
-)
-
-
-async def claim(
-    conn: asyncpg.Connection,
-    command_id: UUID,
-    worker_id: str,
-    lease_seconds: float,
-    request_id: str | None = None,
-    start: bool = False,
-) -> dict[str, Any]:
-    """Take the lease of a pending command as the next attempt, with a new random lease secret;
-    Conflict when it is not pending.
-
-    One statement (hot path: one round trip): the conditional UPDATE and the ``claimed`` event
-    (and with ``start`` the attempt's ``started`` event) commit together or not at all. The
-    execution stays RUNNING. The same worker's claim retried with the same ``request_id`` (its
-    answer was lost) gets the same lease back.
-    """
-    row = await conn.fetchrow(
-        f"""
-        WITH claimed AS (
-            UPDATE noetl.commands
-            SET status = 'claimed', attempt = attempt + 1, worker_id = $2,
-                lease_until = now() + make_interval(secs => $3), claimed_at = now(), updated_at = now(),
-                lease_secret = $4, claim_request = $5
-            WHERE command_id = $1 AND status = 'pending'
-            RETURNING {CLAIMED}
-        ), event AS (
-            INSERT INTO noetl.events (execution_id, command_id, type, payload, worker_id, attempt)
-            SELECT execution_id, command_id, 'claimed', jsonb_build_object('lease_until', lease_until),
-                   $2, attempt
-            FROM claimed
-            UNION ALL
-            SELECT execution_id, command_id, 'started', '{{}}'::jsonb, $2, attempt FROM claimed WHERE $6
-        )
-        SELECT *, $6 AS started FROM claimed
-        """,
-        command_id,
-        worker_id,
-        lease_seconds,
-        secrets.token_urlsafe(24),
-        request_id,
-        start,
-    )
-    if row is None and request_id is not None:
-        row = await conn.fetchrow(
-            f"""
-            UPDATE noetl.commands
-            SET lease_until = greatest(lease_until, now() + make_interval(secs => $3)), updated_at = now()
-            WHERE command_id = $1 AND status = 'claimed' AND worker_id = $2 AND claim_request = $4
-            RETURNING {CLAIMED}, $5::boolean AS started
-            """,
-            command_id,
-            worker_id,
-            lease_seconds,
-            request_id,
-            start,
-        )
-    if row is not None:
-        return dict(row)
-    state = await conn.fetchrow(
-        "SELECT status, worker_id, attempt FROM noetl.commands WHERE command_id = $1", command_id
-    )
-    raise claim_refusal(command_id, state)
-
-
-def claim_refusal(command_id: UUID, state: asyncpg.Record | None) -> Exception:
-    """Why a claim of ``command_id`` was not applied, from its row's status, worker_id and attempt."""
-    if state is None:
-        return NotFound(f"no command {command_id}")
-    if state["status"] == "claimed":
-        return Conflict(
-            f"command {command_id} is claimed by worker {state['worker_id']} (attempt {state['attempt']})"
-        )
-    return Conflict(f"command {command_id} is already {state['status']}")
 
 
 async def heartbeat(

@@ -17,7 +17,7 @@ from noetl.server.models import (
     ReleaseRequest,
     Stored,
 )
-from noetl.server.queries import chains, commands
+from noetl.server.queries import chains, claims, commands
 from noetl.server.queries.commands import Recorded
 from noetl.server.services import Services, ServicesDep, error_responses
 
@@ -31,7 +31,7 @@ async def claim(command_id: UUID, body: ClaimRequest, services: ServicesDep) -> 
     """200 when this worker now holds the lease (as a new attempt, with its secret), or again holds
     it (the same claim retried with its ``request_id``); 409 otherwise."""
     async with services.db.connection() as conn:
-        row = await commands.claim(
+        row = await claims.claim(
             conn, command_id, body.worker_id, body.lease_seconds, body.request_id, body.start
         )
     waited = (row["claimed_at"] - row["available_at"]).total_seconds()
