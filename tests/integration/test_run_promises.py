@@ -217,6 +217,9 @@ def test_tail_follow_keeps_printing_new_output(running: Running) -> None:
         tail.send_signal(signal.SIGINT)
         code = tail.wait(10)
     assert code == 130
+    # Each line once: what was printed before the new lines came is not printed again with them.
+    for pid in (before, after):
+        assert seen.count(f":worker_01:{pid} ready".encode()) == 1, seen.decode(errors="replace")
 
 
 def _copy(proc: subprocess.Popen[bytes], into: bytearray) -> None:
