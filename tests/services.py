@@ -25,10 +25,21 @@ from pathlib import Path
 PG_SYSTEM_USER = "noetl-pg"
 
 
+# Ports handed out by free_port in this process. A port is only free until someone binds it, and
+# several are often chosen before any is bound (NATS's client and monitor ports, a stack's API
+# port before `noetl run` starts): the kernel may give a just-closed port out again.
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A 127.0.0.1 port nobody listens on now, never one this process was given before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]

@@ -111,11 +111,28 @@ def handle_tail(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     while args.follow:
         time.sleep(0.5)
-        text, offset, _ = control.tail(name, offset, 65536, stderr=args.stderr)
-        if text:
-            sys.stdout.buffer.write(text)
+        text, size, overflow = control.tail(name, offset, FOLLOW_CHUNK, stderr=args.stderr)
+        fresh = beyond(text, offset, size, overflow)
+        offset = size
+        if fresh:
+            sys.stdout.buffer.write(fresh)
             sys.stdout.flush()
     return EXIT_OK
+
+
+FOLLOW_CHUNK = 65536  # bytes asked for on each poll of `tail -f`
+
+
+def beyond(answer: bytes, offset: int, size: int, overflow: bool) -> bytes:
+    """The part of a tail ``answer`` written after ``offset``, the log being ``size`` bytes now.
+
+    supervisord answers a tail with the *last* bytes of the log, as many as were asked for: those
+    before ``offset`` too, which were printed already. With ``overflow`` more was written than
+    asked for, and the answer is all new (the end of it)."""
+    if overflow:
+        return answer
+    fresh = size - offset
+    return answer[-fresh:] if fresh > 0 else b""
 
 
 def handle_reload(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.conftest import assert_render_matches_the_written_config
 from tests.open_python import open_python
-from tests.services import free_port
+from tests.services import free_port, wait_until
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -124,9 +124,18 @@ def test_whole_stack_from_noetl_run_alone_survives_a_restart(home: Path) -> None
         stack.wait_ready()
         status, execution = stack.api("GET", f"/api/executions/{execution_id}")
         assert status == 200 and execution["status"] == "COMPLETED"
-        second_start = stack.output().rsplit("noetl | starting", 1)[1]
-        assert "database system was shut down at" in second_start  # a clean stop: no crash recovery
-        assert "automatic recovery" not in second_start
+
+        def second_start() -> str:
+            return stack.output().rsplit("noetl | starting", 1)[1]
+
+        # PostgreSQL's lines reach the console through the event listener, on their own time: the
+        # server being ready does not mean they were written there yet.
+        wait_until(
+            lambda: "database system was shut down at" in second_start(),  # a clean stop: no crash recovery
+            30,
+            "PostgreSQL's start line on the console",
+        )
+        assert "automatic recovery" not in second_start()
         assert stack.stop() == 0
     finally:
         stack.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,7 +109,7 @@ def test_a_crash_looping_program_ends_run_with_a_line_naming_it(stack: Stack) ->
     while stack.proc is not None and stack.proc.poll() is None and time.monotonic() < deadline:
         for row in stack.status():
             if row["name"] == "server" and row["pid"]:
-                with __import__("contextlib").suppress(psutil.Error):
+                with contextlib.suppress(psutil.Error):
                     psutil.Process(int(row["pid"])).kill()
         time.sleep(0.3)
     code = stack.wait(timeout=30)
@@ -214,7 +215,13 @@ def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
     subprocess.run(
         ["nsenter", "-t", str(launcher.pid), "-p", "-m", "--", "sh", "-c", "sleep 2 & exit 0"], check=True
     )
-    orphans = [c for c in launcher.children() if c.name() == "sleep"]
+    # The shell forks the orphan and exits at once, maybe before the orphan has exec'd `sleep`
+    # (psutil then names it `sh`): wait for the name, not for the first look.
+    orphans = _named(launcher.children(), "sleep")
+    deadline = time.monotonic() + 15
+    while not orphans and time.monotonic() < deadline:
+        time.sleep(0.02)
+        orphans = _named(launcher.children(), "sleep")
     assert len(orphans) == 1, launcher.children()  # it lives 2 s: still there, now PID 1's
     # A zombie still has its PID: the PID is free only once PID 1 has reaped it.
     deadline = time.monotonic() + 15
@@ -224,6 +231,16 @@ def test_as_pid_1_it_reaps_orphans_and_honours_sigterm(stack: Stack) -> None:
     launcher.send_signal(signal.SIGTERM)  # as the container runtime does to PID 1
     assert stack.wait(timeout=60) == 0  # unshare --fork exits with PID 1's status
     assert not launcher.is_running()
+
+
+def _named(procs: list[psutil.Process], name: str) -> list[psutil.Process]:
+    """Those of ``procs`` named ``name`` (one that ended while we looked is not)."""
+    found = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.name() == name:
+                found.append(proc)
+    return found
 
 
 def _ns_pid(host_pid: int) -> int:
@@ -337,10 +354,10 @@ def test_a_second_sigterm_kills_everything_at_once(stack: Stack) -> None:
     tree: list[psutil.Process] = []
     while time.monotonic() < deadline:
         tree = psutil.Process(proc.pid).children(recursive=True)
-        if any(p.name() == "sleep" for p in tree):
+        if _named(tree, "sleep"):
             break
         time.sleep(0.1)
-    assert any(p.name() == "sleep" for p in tree)
+    assert _named(tree, "sleep")
     stack.signal(signal.SIGTERM)  # the worker starts a drain that could last a minute...
     while "draining" not in stack.output() and time.monotonic() < deadline + 30:
         time.sleep(0.1)

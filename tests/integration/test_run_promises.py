@@ -200,6 +200,7 @@ def test_tail_follow_keeps_printing_new_output(running: Running) -> None:
         [sys.executable, "-m", "noetl", "ctl", "tail", "-f", "--stderr", "worker_01"],
         env=stack.full_env(),
         stdout=subprocess.PIPE,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     seen = bytearray()
     reader = threading.Thread(target=lambda: _copy(tail, seen), daemon=True)
@@ -217,6 +218,17 @@ def test_tail_follow_keeps_printing_new_output(running: Running) -> None:
         tail.send_signal(signal.SIGINT)
         code = tail.wait(10)
     assert code == 130
+    # Each line once: what was printed before the new lines came is not printed again with them.
+    for pid in (before, after):
+        assert seen.count(f":worker_01:{pid} ready".encode()) == 1, seen.decode(errors="replace")
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT's default action in the child, as a shell gives its foreground job: a run of these
+    tests as a background job (SIGINT ignored, which children inherit) must not leave the tail
+    deaf to the Ctrl-C below (Python installs its KeyboardInterrupt only where SIGINT is not
+    ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _copy(proc: subprocess.Popen[bytes], into: bytearray) -> None:

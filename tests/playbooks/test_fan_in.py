@@ -1,7 +1,8 @@
 """Fan-out and fan-in on two workers with one slot each: `start` fans out (inclusive) to two
 branches of different lengths that both lead to `reduce`; `reduce` enters exactly once, after the
 last branch ended, with both branches' results, also when the two branches' last steps end in the
-same millisecond on the two workers (both sleep until the same wall-clock instant).
+same millisecond on the two workers (both meet while running, then sleep until the same
+wall-clock instant).
 
 The join is decided under the execution's row lock: the second report waits for the first's
 transaction, then sees the first branch done."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,26 +21,57 @@ from tests.services import Postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-# Each branch's last step sleeps until its `at` (a wall-clock time in the payload), then returns.
-UNTIL = "import time\\ntime.sleep(max(0.0, float(at) - time.time()))\\nresult = {'branch': name}"
+# Each branch's last step waits for its `gate` file (when given) to exist, then returns: the test
+# lets one branch end only once the other has ended. (Sleeping until a wall-clock time fixed at
+# submission instead let the other branch miss it on a loaded machine.)
+GATED = (
+    "import os, time\\n"
+    "deadline = time.monotonic() + 60\\n"
+    "while gate and not os.path.exists(gate) and time.monotonic() < deadline:\\n"
+    "    time.sleep(0.01)\\n"
+    "if gate and not os.path.exists(gate):\\n"
+    "    raise RuntimeError('never let through')\\n"
+    "result = {'branch': name}"
+)
+# Each branch's last step leaves its mark in `meet` and waits for the other's: both are running
+# (one slot per worker: on the two workers), whenever each was claimed. Then both sleep until the
+# same instant, the later mark's time + 0.3 s, which both read once both marks exist. (A time
+# fixed at submission instead let a slow start of the long branch miss it on a loaded machine:
+# b2 then ran after a1, on either worker.)
+MEET = (
+    "import os, time\\n"
+    "open(os.path.join(meet, name), 'w').close()\\n"
+    "deadline = time.monotonic() + 60\\n"
+    "while len(os.listdir(meet)) < 2 and time.monotonic() < deadline:\\n"
+    "    time.sleep(0.005)\\n"
+    "marks = [os.stat(os.path.join(meet, mark)).st_mtime for mark in os.listdir(meet)]\\n"
+    "if len(marks) < 2:\\n"
+    "    raise RuntimeError('the other branch never started')\\n"
+    "time.sleep(max(0.0, max(marks) + 0.3 - time.time()))\\n"
+    "result = {'branch': name}"
+)
 
-FAN_IN = f"""apiVersion: noetl.io/v2
+
+def fan_in(name: str, last: str, a: str, b: str) -> str:
+    """The playbook: ``last`` is the code of each branch's last step, ``a`` and ``b`` the template
+    of its `gate` (GATED) or `meet` (MEET) input."""
+    return f"""apiVersion: noetl.io/v2
 kind: Playbook
-metadata: {{name: fan_in, path: tests/fan_in}}
-workload: {{at_a: 0, at_b: 0}}
+metadata: {{name: {name}, path: tests/{name}}}
+workload: {{gate_a: "", gate_b: "", meet: ""}}
 workflow:
   - step: start
     next:
       spec: {{mode: inclusive}}
       arcs: [{{step: a1}}, {{step: b1}}]
   - step: a1
-    tool: {{kind: python, code: "{UNTIL}", input: {{at: "{{{{ workload.at_a }}}}", name: a}}}}
+    tool: {{kind: python, code: "{last}", input: {{{a}, name: a}}}}
     next: reduce
   - step: b1
     tool: {{kind: python, code: "result = {{'first': True}}"}}
     next: b2
   - step: b2
-    tool: {{kind: python, code: "{UNTIL}", input: {{at: "{{{{ workload.at_b }}}}", name: b}}}}
+    tool: {{kind: python, code: "{last}", input: {{{b}, name: b}}}}
     next: reduce
   - step: reduce
     tool:
@@ -46,6 +79,10 @@ workflow:
       code: "result = {{'seen': sorted([a['branch'], b['branch']]), 'first': first['first']}}"
       input: {{a: "{{{{ a1 }}}}", b: "{{{{ b2 }}}}", first: "{{{{ b1 }}}}"}}
 """
+
+
+FAN_IN = fan_in("fan_in", GATED, 'gate: "{{ workload.gate_a }}"', 'gate: "{{ workload.gate_b }}"')
+MEETING = fan_in("fan_in_meet", MEET, 'meet: "{{ workload.meet }}"', 'meet: "{{ workload.meet }}"')
 
 
 @pytest.fixture(scope="module")
@@ -73,24 +110,42 @@ def check_one_join(playbooks: Playbooks, execution: dict[str, Any]) -> list[dict
     return events
 
 
-def test_reduce_runs_once_after_the_last_branch(single_slots: Playbooks) -> None:
+def ended_after_the_other(
+    playbooks: Playbooks, path: str, held: str, other: str, gate: Path
+) -> dict[str, Any]:
+    """Run the playbook with the branch whose gate is ``held`` (gate_a, gate_b) waiting at ``gate``
+    until ``other``'s step has ended."""
+    execution_id = playbooks.execute(path, {held: str(gate)})
+    deadline = time.monotonic() + 60
+    while playbooks.steps(playbooks.execution(execution_id)).get(other, {}).get("status") != "done":
+        assert time.monotonic() < deadline, playbooks.execution(execution_id)
+        time.sleep(0.05)
+    gate.touch()
+    return playbooks.wait_ended(execution_id)
+
+
+def test_reduce_runs_once_after_the_last_branch(single_slots: Playbooks, tmp_path: Path) -> None:
     path = single_slots.register(FAN_IN)["path"]
-    # The short branch is the slow one: a1 ends well after b2 ...
-    late = single_slots.wait_ended(single_slots.execute(path, {"at_a": time.time() + 2.0}))
+    # The short branch is the slow one: a1 ends after b2 ...
+    late = ended_after_the_other(single_slots, path, "gate_a", "b2", tmp_path / "a1")
     events = check_one_join(single_slots, late)
     assert position(events, "step.exit", "a1") > position(events, "step.exit", "b2")
-    # ... and the long one: b2 ends well after a1.
-    late = single_slots.wait_ended(single_slots.execute(path, {"at_b": time.time() + 2.0}))
+    # ... and the long one: b2 ends after a1.
+    late = ended_after_the_other(single_slots, path, "gate_b", "a1", tmp_path / "b2")
     events = check_one_join(single_slots, late)
     assert position(events, "step.exit", "b2") > position(events, "step.exit", "a1")
 
 
-def test_branches_ending_in_the_same_millisecond_on_two_workers_join_once(single_slots: Playbooks) -> None:
-    path = single_slots.register(FAN_IN)["path"]
-    for _ in range(5):
-        at = time.time() + 1.5
-        execution = single_slots.wait_ended(single_slots.execute(path, {"at_a": at, "at_b": at}))
+def test_branches_ending_in_the_same_millisecond_on_two_workers_join_once(
+    single_slots: Playbooks, tmp_path: Path
+) -> None:
+    path = single_slots.register(MEETING)["path"]
+    for i in range(5):
+        meet = tmp_path / f"meet{i}"
+        meet.mkdir()
+        execution = single_slots.wait_ended(single_slots.execute(path, {"meet": str(meet)}))
         check_one_join(single_slots, execution)
+        assert sorted(p.name for p in meet.iterdir()) == ["a", "b"]
         ran = single_slots.query(
             """
             SELECT step, worker_id, finished_at FROM noetl.commands
