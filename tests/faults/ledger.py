@@ -133,6 +133,7 @@ class Verdict:
     released: int
     attempts: int
     problem: str | None
+    error: str | None = None  # the command's error, when it did not complete (for the reader)
 
 
 def beyond_bound(runs: int, started: list[int], lost_leases: int, released: int) -> str | None:
@@ -193,6 +194,7 @@ def judge(execution: Mapping[str, Any], ledger: Ledger) -> Verdict:
         released=kinds["released"],
         attempts=int(command["attempt"]),
         problem=problem,
+        error=command.get("error"),
     )
 
 

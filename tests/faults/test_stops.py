@@ -79,7 +79,8 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
         load.url = again.url
         load.wait_settled(timeout=120)
         verdicts = load.audit()
-        assert len(verdicts) == 24 and {v.status for v in verdicts} == {"completed"}
+        assert len(verdicts) == 24
+        assert {v.status for v in verdicts} == {"completed"}, [v for v in verdicts if v.status != "completed"]
         assert again.stop() == 0
     finally:
         again.stop()
