@@ -235,3 +235,17 @@ def test_ctl_status_counts_the_template_in_the_workers_memory(cluster: Cluster) 
     assert abs(row.rss - (own + template.memory_info().rss)) < 2 * 2**20
     assert template.memory_info().rss > 4 * 2**20
     assert alive(template.pid)
+
+
+def test_the_template_starts_once_the_worker_is_registered(cluster: Cluster) -> None:
+    # At `noetl run`'s start the server is still importing while the workers wait to register:
+    # a template importing then would take CPU from the server, so it starts after the worker
+    # registered.
+    worker = cluster.start_worker("worker_00")
+    wait_until(lambda: " starting: " in cluster.output("worker_00"), 30, "worker_00 starting")
+    waiting = psutil.Process(worker.pid).children()
+    assert not [c for c in waiting if is_template(c.cmdline())], [c.cmdline() for c in waiting]
+    assert "registered as" not in cluster.output("worker_00")
+    cluster.start_server()
+    cluster.wait_worker_ready("worker_00")
+    assert template_of(worker).is_running()
