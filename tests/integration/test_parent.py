@@ -1,13 +1,16 @@
-"""The launcher finds its children as psutil does, without scanning every process on the machine."""
+"""The launcher finds its children as psutil does, without scanning every process on the machine; the
+supervisord it starts before writing the config ends quietly when it is not given one."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import psutil
 import pytest
 
-from noetl.supervisor.parent import child_pids
+from noetl.supervisor.parent import Supervisord, child_pids
 
 pytestmark = pytest.mark.integration
 
@@ -23,3 +26,19 @@ def test_child_pids_are_psutil_s_children() -> None:
             proc.kill()
             proc.wait()
     assert not {proc.pid for proc in sleepers} & set(child_pids())
+
+
+def test_supervisord_started_early_and_cancelled_ends_without_a_word(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    early = Supervisord.start(sys.executable, os.environ)
+    pid = early.proc.pid
+    early.cancel()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    early.cancel()  # twice: nothing more to do
+    # Its stdin closed with nothing written: the launcher stopped before writing a config.
+    done = subprocess.run(
+        [sys.executable, "-m", "noetl.supervisor.early"], stdin=subprocess.DEVNULL, capture_output=True
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert capfd.readouterr() == ("", "")
