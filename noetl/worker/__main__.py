@@ -50,8 +50,8 @@ def leave(code: int) -> NoReturn:
 
     When ``main`` returns, the worker has closed all it holds (NATS, the server's connection, its
     templates and keeper). Tearing down the modules it imported (pydantic and the tool kinds
-    among them) took 30-120 ms more before the process ended; under `noetl run` a stop waits for
-    it, the server's stop after the workers' included.
+    among them) took 75-125 ms more before the process ended on a busy 2-core machine; under
+    `noetl run` a stop waits for it, and the server's stop comes after the workers'.
     """
     logging.shutdown()
     sys.stdout.flush()
