@@ -80,7 +80,11 @@ def reap(pid: int) -> int | None:
 
 
 def kill_tree() -> None:
-    """SIGKILL every descendant of this process (the forced stop)."""
+    """SIGKILL every descendant of this process (the forced stop, and what is left at the end)."""
+    # Orphans come back to this subreaper: no child left means no descendant left, and a clean
+    # stop's last step does not import psutil (~30 ms of CPU, on the path of every stop).
+    if not child_pids():
+        return
     import psutil
 
     children = psutil.Process().children(recursive=True)

@@ -42,3 +42,24 @@ def test_supervisord_started_early_and_cancelled_ends_without_a_word(
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert capfd.readouterr() == ("", "")
+
+
+def test_the_end_of_a_clean_stop_finds_no_child_without_psutil() -> None:
+    check = (
+        "import sys\n"
+        "from noetl.supervisor.parent import kill_tree\n"
+        "kill_tree()\n"
+        "print('psutil' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"
+    # With a child left, it is killed (and psutil used to find its descendants).
+    check_child = (
+        "import os, subprocess, sys\n"
+        "from noetl.supervisor.parent import kill_tree\n"
+        "child = subprocess.Popen(['sleep', '30'])\n"
+        "kill_tree()\n"
+        "print(os.path.exists(f'/proc/{child.pid}'), 'psutil' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check_child], capture_output=True, text=True, check=True)
+    assert done.stdout == "False True\n"  # killed and reaped
