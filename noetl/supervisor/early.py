@@ -2,13 +2,14 @@
 
 supervisord's own imports take ~0.1 s of CPU; started after the launcher had checked the settings
 and written the config, they came one after the other on the path to ready. Started first, they
-run on the other core while the launcher works; it then writes one JSON object to this process's
-stdin, ``{"args": [...], "env": {...}}``: supervisord's arguments and the environment every
-program inherits (the generated password and tokens among them: a pipe, never a file), and this
-process becomes supervisord (``prompt.main``). Its stdin closed with nothing written means that the
-launcher stopped before starting anything (it says why): this process exits 0 without a word.
+run on the other core while the launcher works. Its arguments are supervisord's (``-c CONFIG``, the
+path the config will be written to: tools that look for supervisord find it by that name). The
+launcher then writes one JSON object to this process's stdin, ``{"env": {...}}``: the environment
+every program inherits (the generated password and tokens among them: a pipe, never a file), and
+this process becomes supervisord (``prompt.main``). Its stdin closed with nothing written means that
+the launcher stopped before starting anything (it says why): this process exits 0 without a word.
 
-Run as ``python -m noetl.supervisor.early`` by ``parent.Supervisord.start`` only.
+Run as ``python -m noetl.supervisor.early -c CONFIG`` by ``parent.Supervisord.start`` only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     os.environ.clear()
     os.environ.update(message["env"])  # what supervisord's programs inherit
     signal.signal(signal.SIGINT, previous)
-    prompt.main(message["args"])
+    prompt.main(sys.argv[1:])
 
 
 if __name__ == "__main__":

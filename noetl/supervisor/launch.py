@@ -32,7 +32,7 @@ class Supervisor(Protocol):
     def cancel(self) -> None: ...
 
 
-StartSupervisor = Callable[[str, Mapping[str, str]], Supervisor]
+StartSupervisor = Callable[[str, Mapping[str, str], RunPaths], Supervisor]
 PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], embedded.Secrets]
 
 
@@ -102,16 +102,18 @@ def run(
     As root, ``check_python`` refuses an interpreter NOETL_USER (its second argument) cannot run.
     """
     not_dumpable()  # it holds every secret of the run in its environment
+    paths = RunPaths(settings.run_dir)
     # First: its imports take as long as everything below, on the other core.
-    supervisor = start_supervisor(python, environ)
+    supervisor = start_supervisor(python, environ, paths)
     try:
-        return _run(settings, environ, python, out, supervisor, prepare_services, check_python)
+        return _run(settings, paths, environ, python, out, supervisor, prepare_services, check_python)
     finally:
         supervisor.cancel()  # nothing to do once it has its config
 
 
 def _run(
     settings: Settings,
+    paths: RunPaths,
     environ: Mapping[str, str],
     python: str,
     out: TextIO,
@@ -119,7 +121,6 @@ def _run(
     prepare_services: PrepareServices,
     check_python: Callable[[str, str], None],
 ) -> int:
-    paths = RunPaths(settings.run_dir)
     files.check_private_dir(settings.home, "NOETL_HOME")
     what = assemble(settings, python, run_as_root=os.geteuid() == 0)
     prepare_run_dir(paths)

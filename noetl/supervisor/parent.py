@@ -142,11 +142,11 @@ class Supervisord:
         self.handed = False
 
     @classmethod
-    def start(cls, python: str, environ: Mapping[str, str]) -> Supervisord:
+    def start(cls, python: str, environ: Mapping[str, str], paths: RunPaths) -> Supervisord:
         """Start it now, importing; it waits for ``supervise`` (or ``cancel``) on its stdin."""
         proc = subprocess.Popen(
             # supervisord with a loop that acts on signals and child exits at once (see prompt.py).
-            [python, "-m", "noetl.supervisor.early"],
+            [python, "-m", "noetl.supervisor.early", "-c", str(paths.config)],
             # Read at the interpreter's start: the programs' environment, given later, comes too late.
             env={**environ, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.PIPE,
@@ -163,8 +163,8 @@ class Supervisord:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
 
-    def _hand_over(self, paths: RunPaths, env: Mapping[str, str]) -> None:
-        message = json.dumps({"args": ["-c", str(paths.config)], "env": dict(env)}).encode()
+    def _hand_over(self, env: Mapping[str, str]) -> None:
+        message = json.dumps({"env": dict(env)}).encode()
         self.handed = True
         assert self.proc.stdin is not None
         # Ended already (its imports failed): the loop reaps it and reports its exit status.
@@ -174,14 +174,15 @@ class Supervisord:
             self.proc.stdin.close()
 
     def supervise(self, paths: RunPaths, env: Mapping[str, str]) -> int:
-        """Start supervisord on the written config and stay its parent until it exits; 0 or raises."""
+        """Let supervisord start on the config written to ``paths`` (the one it was started with) and
+        stay its parent until it exits; 0 or raises."""
         # Orphans of this run come back to the launcher (as they would to PID 1), to be reaped and,
         # at the end, killed: nothing of the run outlives it.
         become_subreaper()
         signals = SignalPipe((*STOP_SIGNALS, *FORWARDED, signal.SIGCHLD))
         proc = self.proc
         try:
-            self._hand_over(paths, env)
+            self._hand_over(env)
             stops = 0
             status = None
             while status is None:

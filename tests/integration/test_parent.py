@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
 from noetl.supervisor.parent import Supervisord, child_pids
+from noetl.supervisor.paths import RunPaths
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +31,20 @@ def test_child_pids_are_psutil_s_children() -> None:
 
 
 def test_supervisord_started_early_and_cancelled_ends_without_a_word(
-    capfd: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    early = Supervisord.start(sys.executable, os.environ)
+    early = Supervisord.start(sys.executable, os.environ, RunPaths(tmp_path))
+    # Named as supervisord is (tools find it by its config), before the config is even written.
+    assert early.proc.args[-2:] == ["-c", str(tmp_path / "supervisord.conf")]  # type: ignore[index]
     pid = early.proc.pid
     early.cancel()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     early.cancel()  # twice: nothing more to do
     # Its stdin closed with nothing written: the launcher stopped before writing a config.
     done = subprocess.run(
-        [sys.executable, "-m", "noetl.supervisor.early"], stdin=subprocess.DEVNULL, capture_output=True
+        [sys.executable, "-m", "noetl.supervisor.early", "-c", str(tmp_path / "supervisord.conf")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
     assert capfd.readouterr() == ("", "")

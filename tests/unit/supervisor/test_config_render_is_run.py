@@ -59,7 +59,7 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
         env,
         sys.executable,
         io.StringIO(),
-        start_supervisor=lambda python, environ: Supervisor(),
+        start_supervisor=lambda python, environ, paths: Supervisor(),
         prepare_services=prepare,
         check_python=lambda python, user: None,  # the interpreter is not run here
     )

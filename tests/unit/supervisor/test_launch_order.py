@@ -22,8 +22,8 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[str] = []
 
-    def start(self, python: str, environ: Mapping[str, str]) -> Recorder:
-        self.events.append("supervisord started")
+    def start(self, python: str, environ: Mapping[str, str], paths: RunPaths) -> Recorder:
+        self.events.append(f"supervisord started for {paths.config.name}")
         return self
 
     def supervise(self, paths: RunPaths, env: Mapping[str, str]) -> int:
@@ -74,7 +74,7 @@ def test_supervisord_starts_first_and_gets_the_config_last(tmp_path: Path) -> No
     port = free_port()
     assert run(settings_env(tmp_path, port), recorder) == 0
     assert recorder.events == [
-        "supervisord started",
+        "supervisord started for supervisord.conf",
         "services prepared",
         f"supervisord given supervisord.conf, NOETL_PORT={port}",
         "cancel",  # a no-op for one that got its config
@@ -88,4 +88,4 @@ def test_a_failed_check_ends_the_supervisord_started_early(tmp_path: Path) -> No
         taken.listen()
         with pytest.raises(NoetlError, match="already in use"):
             run(settings_env(tmp_path, taken.getsockname()[1]), recorder)
-    assert recorder.events == ["supervisord started", "cancel"]
+    assert recorder.events == ["supervisord started for supervisord.conf", "cancel"]
