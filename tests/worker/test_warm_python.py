@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from noetl.supervisor.ctl_status import rows
-from noetl.tools.warm_mark import is_template
+from noetl.tools.warm_mark import is_spare, is_template
 from noetl.worker.run import tool_environment
 from tests.services import wait_until
 from tests.worker.harness import Cluster, event_types
@@ -28,10 +28,18 @@ RECORD_PIDS = "import os\nopen(path, 'a').write(f'{os.getpid()}\\n{os.getppid()}
 
 
 def started(cluster: Cluster, name: str = "worker_00", **env: str) -> subprocess.Popen[bytes]:
+    """A worker whose template has loaded (it starts once the worker is registered)."""
     cluster.start_server()
     worker = cluster.start_worker(name, **env)
     cluster.wait_worker_ready(name)
+    wait_until(lambda: serving(worker), 30, "the python template loaded")
     return worker
+
+
+def serving(worker: subprocess.Popen[bytes]) -> bool:
+    """Whether the worker's template has loaded: it forks its spare child once it serves."""
+    templates = [c for c in psutil.Process(worker.pid).children() if is_template(c.cmdline())]
+    return len(templates) == 1 and any(is_spare(c.name()) for c in templates[0].children())
 
 
 def python(cluster: Cluster, code: str, timeout: float = 30, **tool: Any) -> dict[str, Any]:
