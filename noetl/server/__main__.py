@@ -58,6 +58,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
     import uvicorn
 
     from noetl.server.app import CLEANUP_BUDGET, create_app
+    from noetl.server.serving import PromptServer
 
     config = uvicorn.Config(
         create_app(settings),
@@ -78,7 +79,7 @@ def serve(settings: Settings, sock: socket.socket) -> None:
         settings.shown("nats_url"),
         "required" if settings.auth == "token" else "off (NOETL_AUTH=none)",
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    PromptServer(config).run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

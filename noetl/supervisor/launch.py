@@ -1,8 +1,8 @@
 """`noetl run`: the only place that spawns supervisord, and its parent for as long as it runs.
 
-``run`` checks before it starts anything (``preflight``), holds the run directory (``rundir``),
-writes the config of ``assembly.assemble`` and hands over to ``parent.supervise``, which stays
-supervisord's parent until it exits.
+``run`` starts supervisord's process first (``parent.Supervisord``: it imports meanwhile), checks
+before it starts any program (``preflight``), holds the run directory (``rundir``), writes the
+config of ``assembly.assemble`` and hands it over to supervisord, staying its parent until it exits.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from noetl.logs import json_line
 from noetl.procs import not_dumpable
@@ -24,7 +24,15 @@ from noetl.supervisor.render import ControlAuth, render
 from noetl.supervisor.rundir import clear_stale, prepare_run_dir, run_lock, write_private
 from noetl.tokens import API_TOKEN_FILE, ensure_tokens, read_token, token_path
 
-Supervise = Callable[[RunPaths, Mapping[str, str], str], int]
+
+class Supervisor(Protocol):
+    """What ``run`` starts first and hands the config to (``parent.Supervisord``)."""
+
+    def supervise(self, paths: RunPaths, env: Mapping[str, str]) -> int: ...
+    def cancel(self) -> None: ...
+
+
+StartSupervisor = Callable[[str, Mapping[str, str], RunPaths], Supervisor]
 PrepareServices = Callable[[Settings, embedded.Plan, embedded.Binaries, bool], embedded.Secrets]
 
 
@@ -82,18 +90,37 @@ def run(
     environ: Mapping[str, str],
     python: str = sys.executable,
     out: TextIO = sys.stdout,
-    supervise: Supervise = parent.supervise,
+    start_supervisor: StartSupervisor = parent.Supervisord.start,
     prepare_services: PrepareServices = embedded.prepare,
     check_python: Callable[[str, str], None] = users.check_can_run,
 ) -> int:
     """Validate, write the config, start supervisord and stay its parent until it exits; 0 or raises.
 
-    ``supervise`` starts supervisord on the written config, ``prepare_services`` creates the
-    embedded services' data (initdb): both spawn processes, so tests of the config pass their own.
+    ``start_supervisor`` starts supervisord's process, which gets the written config once it is
+    written (or is cancelled), ``prepare_services`` creates the embedded services' data (initdb):
+    both spawn processes, so tests of the config pass their own.
     As root, ``check_python`` refuses an interpreter NOETL_USER (its second argument) cannot run.
     """
     not_dumpable()  # it holds every secret of the run in its environment
     paths = RunPaths(settings.run_dir)
+    # First: its imports take as long as everything below, on the other core.
+    supervisor = start_supervisor(python, environ, paths)
+    try:
+        return _run(settings, paths, environ, python, out, supervisor, prepare_services, check_python)
+    finally:
+        supervisor.cancel()  # nothing to do once it has its config
+
+
+def _run(
+    settings: Settings,
+    paths: RunPaths,
+    environ: Mapping[str, str],
+    python: str,
+    out: TextIO,
+    supervisor: Supervisor,
+    prepare_services: PrepareServices,
+    check_python: Callable[[str, str], None],
+) -> int:
     files.check_private_dir(settings.home, "NOETL_HOME")
     what = assemble(settings, python, run_as_root=os.geteuid() == 0)
     prepare_run_dir(paths)
@@ -111,4 +138,4 @@ def run(
         programs_settings = embedded.with_secrets(what.settings, what.embedded, generated)
         env = {**environ, **programs_settings.to_env(), "PYTHONUNBUFFERED": "1"}
         announce(what.settings, out, what.embedded)
-        return supervise(paths, env, python)
+        return supervisor.supervise(paths, env)

@@ -15,7 +15,8 @@ and a stop cost about a second for each group stopped in turn, plus one for supe
   retry, a stop's SIGKILL) and never longer than supervisord's own second.
 Every decision (what to start, stop or kill, and when) is still supervisord's.
 
-Run as ``python -m noetl.supervisor.prompt -c CONFIG`` (supervisord's own arguments).
+Run as ``python -m noetl.supervisor.prompt -c CONFIG`` (supervisord's own arguments); `noetl run`
+starts it through ``early.py``, which calls ``main`` once the config is written.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ PRELOAD_SETTING = "NOETL_PYTHON_PRELOAD"
 
 def warm_up(env: Mapping[str, str], preload: str) -> None:
     """Start the python template for the tool environment ``env`` now, with the comma-separated
-    modules of ``preload`` (``NOETL_PYTHON_PRELOAD``) imported in it; the worker calls this when
-    it starts, so that its first python command finds the template ready."""
+    modules of ``preload`` (``NOETL_PYTHON_PRELOAD``) imported in it; the worker calls this once
+    it has registered, so that its first python command finds the template ready."""
     try:
         warm.start(RUNNER, env, [name for name in preload.split(",") if name], PRELOAD_SETTING)
     except ToolError as exc:  # the first command tries again and fails saying why

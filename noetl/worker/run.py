@@ -79,7 +79,6 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
     notices = Notices(settings, name=identity.worker_id)
     budget = drain_budget(settings.worker_stop_timeout)
     base_env = tool_environment(environ)
-    python_warm.warm_up(base_env, settings.python_preload)  # the template imports while we register
     work = WorkerLoop(
         notices,
         api,
@@ -104,6 +103,9 @@ async def serve(settings: Settings, environ: Mapping[str, str], stop: StopReques
         if not registered:
             log.info("stopped before the server answered")
             return EXIT_OK
+        # The template imports while NATS connects. Not before registering: at `noetl run`'s start
+        # the server is importing then, on a machine that may have two cores for every process.
+        python_warm.warm_up(base_env, settings.python_preload)
         connected, _ = await _unless_stopped(notices.connect(), stop)
         if connected:
             connected, _ = await _unless_stopped(notices.ready(), stop)

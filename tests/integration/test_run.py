@@ -150,7 +150,9 @@ def test_a_taken_port_is_refused_before_anything_starts(stack: Stack) -> None:
         )
     assert done.returncode == 5
     assert f"port {stack.port} on 127.0.0.1 is already in use" in done.stderr
+    assert done.stderr.count("\n") == 1  # supervisord, started early for nothing, said nothing
     assert not (stack.run_dir / "supervisord.conf").exists()
+    assert not of_this_run(stack)  # and it did not outlive the launcher
 
 
 def test_stale_socket_and_pidfile_of_a_killed_run_do_not_block_the_next(stack: Stack) -> None:
@@ -369,3 +371,13 @@ def test_a_second_sigterm_kills_everything_at_once(stack: Stack) -> None:
     )
     _, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == []
+
+
+def of_this_run(stack: Stack) -> list[psutil.Process]:
+    """Processes left with this stack's NOETL_HOME in their environment."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("NOETL_HOME") == str(stack.home):
+                found.append(proc)
+    return found

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from noetl.supervisor.ctl_status import rows
-from noetl.tools.warm_mark import is_template
+from noetl.tools.warm_mark import is_spare, is_template
 from noetl.worker.run import tool_environment
 from tests.services import wait_until
 from tests.worker.harness import Cluster, event_types
@@ -28,10 +28,18 @@ RECORD_PIDS = "import os\nopen(path, 'a').write(f'{os.getpid()}\\n{os.getppid()}
 
 
 def started(cluster: Cluster, name: str = "worker_00", **env: str) -> subprocess.Popen[bytes]:
+    """A worker whose template has loaded (it starts once the worker is registered)."""
     cluster.start_server()
     worker = cluster.start_worker(name, **env)
     cluster.wait_worker_ready(name)
+    wait_until(lambda: serving(worker), 30, "the python template loaded")
     return worker
+
+
+def serving(worker: subprocess.Popen[bytes]) -> bool:
+    """Whether the worker's template has loaded: it forks its spare child once it serves."""
+    templates = [c for c in psutil.Process(worker.pid).children() if is_template(c.cmdline())]
+    return len(templates) == 1 and any(is_spare(c.name()) for c in templates[0].children())
 
 
 def python(cluster: Cluster, code: str, timeout: float = 30, **tool: Any) -> dict[str, Any]:
@@ -238,3 +246,17 @@ def test_ctl_status_counts_the_template_in_the_workers_memory(cluster: Cluster) 
     assert abs(row.rss - (own + template.memory_info().rss)) < 2 * 2**20
     assert template.memory_info().rss > 4 * 2**20
     assert alive(template.pid)
+
+
+def test_the_template_starts_once_the_worker_is_registered(cluster: Cluster) -> None:
+    # At `noetl run`'s start the server is still importing while the workers wait to register:
+    # a template importing then would take CPU from the server, so it starts after the worker
+    # registered.
+    worker = cluster.start_worker("worker_00")
+    wait_until(lambda: " starting: " in cluster.output("worker_00"), 30, "worker_00 starting")
+    waiting = psutil.Process(worker.pid).children()
+    assert not [c for c in waiting if is_template(c.cmdline())], [c.cmdline() for c in waiting]
+    assert "registered as" not in cluster.output("worker_00")
+    cluster.start_server()
+    cluster.wait_worker_ready("worker_00")
+    assert template_of(worker).is_running()

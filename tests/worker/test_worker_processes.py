@@ -234,6 +234,25 @@ def test_timeouts_kill_children_and_python_failures_leave_the_worker_up(
     assert worker_events(view, "completed")[0]["worker_id"] == cluster.worker_id("worker_00")
 
 
+def test_a_stopped_worker_writes_its_last_line_and_skips_the_interpreters_teardown(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # The teardown runs the atexit handlers first: one registered at start says if it ran.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import atexit, sys\natexit.register(lambda: print('teardown ran', file=sys.stderr, flush=True))\n"
+    )
+    cluster.start_server()
+    worker = cluster.start_worker("worker_00", PYTHONPATH=str(site))
+    cluster.wait_worker_ready("worker_00")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    lines = cluster.output("worker_00").splitlines()
+    assert lines[-1].endswith(f"worker {cluster.worker_id('worker_00')} stopped"), lines[-3:]
+    assert "teardown ran" not in lines
+
+
 def test_a_worker_started_before_the_server_and_nats_waits_for_them(cluster: Cluster, nats: Nats) -> None:
     nats.stop()
     worker = cluster.start_worker("worker_00")

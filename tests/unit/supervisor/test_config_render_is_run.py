@@ -39,9 +39,13 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
     written: list[str] = []
     planned: list[embedded.Plan] = []
 
-    def supervise(paths: RunPaths, child_env: Mapping[str, str], python: str) -> int:
-        written.append(paths.config.read_text(encoding="utf-8"))
-        return 0
+    class Supervisor:
+        def supervise(self, paths: RunPaths, child_env: Mapping[str, str]) -> int:
+            written.append(paths.config.read_text(encoding="utf-8"))
+            return 0
+
+        def cancel(self) -> None:
+            return None
 
     def prepare(
         settings: Settings, what: embedded.Plan, bins: embedded.Binaries, as_root: bool
@@ -55,7 +59,7 @@ def _written_by_run(env: Mapping[str, str]) -> tuple[str, embedded.Plan]:
         env,
         sys.executable,
         io.StringIO(),
-        supervise=supervise,
+        start_supervisor=lambda python, environ, paths: Supervisor(),
         prepare_services=prepare,
         check_python=lambda python, user: None,  # the interpreter is not run here
     )
