@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -77,6 +78,11 @@ class ServerMetrics:
             registry=r,
         )
         self.db_up = Gauge("noetl_database_up", "1 when PostgreSQL answered the last scrape.", registry=r)
+
+    def claimed(self, claim: Mapping[str, Any]) -> None:
+        """Observe a claim's wait: from its command becoming available to the claim."""
+        waited = (claim["claimed_at"] - claim["available_at"]).total_seconds()
+        self.claim_latency.observe(max(waited, 0.0))
 
     async def render(self, db: Database) -> bytes:
         """Refresh the counts from PostgreSQL (when it answers) and return the text format."""

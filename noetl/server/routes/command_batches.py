@@ -65,8 +65,7 @@ async def claims(body: ClaimBatch, services: ServicesDep) -> dict[str, Any]:
             if isinstance(outcome, Exception):
                 answers[i] = _refused(outcome)
                 continue
-            waited = (outcome["claimed_at"] - outcome["available_at"]).total_seconds()
-            services.metrics.claim_latency.observe(max(waited, 0.0))
+            services.metrics.claimed(outcome)
             answers[i] = {"status": 200, "claim": outcome}
     return {"answers": [answers[i] for i in range(len(body.claims))]}
 

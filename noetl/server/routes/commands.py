@@ -34,8 +34,7 @@ async def claim(command_id: UUID, body: ClaimRequest, services: ServicesDep) -> 
         row = await claims.claim(
             conn, command_id, body.worker_id, body.lease_seconds, body.request_id, body.start
         )
-    waited = (row["claimed_at"] - row["available_at"]).total_seconds()
-    services.metrics.claim_latency.observe(max(waited, 0.0))
+    services.metrics.claimed(row)
     return row
 
 
@@ -80,8 +79,7 @@ def observed(recorded: Recorded, services: Services) -> dict[str, Any] | None:
         services.metrics.completion_latency.labels(finished.status).observe(max(ran, 0.0))
     handed = recorded.handed
     if handed is not None:
-        waited = (handed["claimed_at"] - handed["available_at"]).total_seconds()
-        services.metrics.claim_latency.observe(max(waited, 0.0))
+        services.metrics.claimed(handed)
         services.metrics.handed.inc()
     return handed
 
