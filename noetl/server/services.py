@@ -55,6 +55,11 @@ _REASONS = {
 }
 
 
+# By reference: ``app._openapi`` adds the schema once (a model here would cost a validator per route
+# and status code at import, for the document only).
+_PROBLEM = {"application/json": {"schema": {"$ref": f"#/components/schemas/{Problem.__name__}"}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error answers a route can give (all ``{"detail": "..."}``)."""
-    return {code: {"model": Problem, "description": _REASONS[code]} for code in codes}
+    return {code: {"description": _REASONS[code], "content": _PROBLEM} for code in codes}

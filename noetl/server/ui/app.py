@@ -18,6 +18,7 @@ from noetl.protocol.types import describe_validation
 from noetl.server.db import DatabaseBusy, DatabaseUnavailable
 from noetl.server.limits import BodyLimit, NoGetBody
 from noetl.server.problems import Conflict, Invalid, NotFound
+from noetl.server.routes import add_routes
 from noetl.server.services import Services
 from noetl.server.ui import actions, live, pages
 from noetl.server.ui.attempts import LoginAttempts
@@ -35,8 +36,7 @@ def build_ui(services: Services) -> FastAPI:
     ui.state.keys = keys
     ui.state.login_attempts = LoginAttempts()
     ui.mount(STATIC.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (pages, actions, live):
-        ui.include_router(module.router)
+    add_routes(ui, pages.router, actions.router, live.router)
 
     # Each failure as an error page with one line (never a 500 for a client's mistake).
     answers: dict[type[Exception], tuple[int, str]] = {

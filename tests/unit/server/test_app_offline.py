@@ -7,6 +7,8 @@ are the same whether or not PostgreSQL is up.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
 
 import httpx
@@ -134,4 +136,25 @@ def test_openapi_lists_every_resource() -> None:
         "/api/executions/{execution_id}/events",
         "/api/executions/{execution_id}/status",
         "/api/executions/{execution_id}/cancel",
+    }
+
+
+def test_openapi_refs_resolve_and_errors_are_problems() -> None:
+    document = call("GET", "/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    text = json.dumps(document)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    assert refs and refs <= set(schemas)
+    assert schemas["Problem"]["required"] == ["detail"]
+    errors = {
+        (path, status): answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        for status, answer in operation["responses"].items()
+        if status.startswith(("4", "5"))
+    }
+    assert len(errors) > 50
+    # Every error answer is a Problem, but readiness: its 503 carries what is not ready.
+    assert {key: name for key, name in errors.items() if name != "Problem"} == {
+        ("/api/ready", "503"): "Readiness"
     }
