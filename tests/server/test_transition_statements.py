@@ -15,7 +15,7 @@ import pytest
 from noetl.engine.playbook import parse_playbook
 from noetl.server.db import connect_once
 from noetl.server.migrations import migrate
-from noetl.server.queries import catalog, chains, locks, transitions
+from noetl.server.queries import catalog, chains, claims, command_batches, commands, locks, transitions
 from noetl.settings import load_settings
 from tests.server.conftest import clean_env
 
@@ -103,7 +103,7 @@ def test_handing_the_next_command_to_the_reporter_is_one_more_statement(pg_env: 
     run(pg_env, scenario)
 
 
-def test_a_steps_end_is_decided_and_recorded_in_four_statements(pg_env: dict[str, str]) -> None:
+def test_a_steps_end_is_decided_and_recorded_in_three_statements(pg_env: dict[str, str]) -> None:
     async def scenario(conn: asyncpg.Connection) -> None:
         execution_id = await _started(conn)
         async with conn.transaction():
@@ -113,8 +113,8 @@ def test_a_steps_end_is_decided_and_recorded_in_four_statements(pg_env: dict[str
                     conn, execution_id, "start", None, True, [1, {"nested": [True, None]}], None
                 ),
             )
-        # The execution's lock, its state, the engine's writes, the next command: one each.
-        assert len(sent) == 4, "\n".join(" ".join(q.split())[:70] for q in sent)
+        # The execution's row (locked) with its state, the engine's writes, the next command.
+        assert len(sent) == 3, "\n".join(" ".join(q.split())[:70] for q in sent)
         assert len(notices) == 1
         runs = {
             r["step"]: dict(r)
@@ -176,6 +176,79 @@ def test_a_steps_end_is_decided_and_recorded_in_four_statements(pg_env: dict[str
             "SELECT result FROM noetl.executions WHERE execution_id = $1", execution_id
         )
         assert stored == [1, {"nested": [True, None]}]
+
+    run(pg_env, scenario)
+
+
+def test_a_reported_steps_end_with_the_next_command_handed_is_nine_statements(pg_env: dict[str, str]) -> None:
+    """The whole completion as the worker's batched report makes it (``take``: chained dispatch),
+    every round trip counted: BEGIN with its settings, the execution's lock, the command's row,
+    its end, the state, the engine's writes, the next command, its claim, COMMIT."""
+
+    async def report(conn: asyncpg.Connection, execution_id: uuid.UUID) -> Any:
+        first = await conn.fetchval(
+            "SELECT command_id FROM noetl.commands WHERE execution_id = $1 AND step = 'start'", execution_id
+        )
+        lease = await claims.claim(conn, first, "w1", 30.0, f"claim {first}", start=True)
+        ask = command_batches.EventAsk(
+            first,
+            "w1",
+            lease["attempt"],
+            lease["lease"],
+            "completed",
+            {"result": 1},
+            0,
+            chains.take_of(first, lease["attempt"], "w1", 1, 30.0),
+        )
+        return await _statements(conn, lambda: command_batches.record_all(conn, [ask]))
+
+    async def scenario(conn: asyncpg.Connection) -> None:
+        await report(conn, await _started(conn))  # asyncpg's first use reads the types it meets
+        execution_id = await _started(conn)
+        (recorded,), sent = await report(conn, execution_id)
+        assert len(sent) == 9, "\n".join(" ".join(q.split())[:70] for q in sent)
+        assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
+        assert isinstance(recorded, commands.Recorded) and recorded.stored
+        assert recorded.notices == () and recorded.handed is not None
+        statuses = {
+            r["step"]: (r["status"], r["worker_id"])
+            for r in await conn.fetch(
+                "SELECT step, status, worker_id FROM noetl.commands WHERE execution_id = $1", execution_id
+            )
+        }
+        assert statuses == {"start": ("completed", "w1"), "second": ("claimed", "w1")}
+        assert not conn.is_in_transaction()
+
+    run(pg_env, scenario)
+
+
+def test_a_by_key_transaction_plans_by_key_then_commits_or_rolls_back(pg_env: dict[str, str]) -> None:
+    """Its settings hold inside it only; an error inside rolls it back; nested, it is a savepoint."""
+
+    settings = "SELECT current_setting('enable_seqscan'), current_setting('plan_cache_mode')"
+
+    async def scenario(conn: asyncpg.Connection) -> None:
+        default = tuple(await conn.fetchrow(settings))
+        assert default == ("on", "auto")
+        await conn.execute("CREATE TEMP TABLE kept (n int)")
+        async with commands.by_key(conn):
+            assert tuple(await conn.fetchrow(settings)) == ("off", "force_generic_plan")
+            await conn.execute("INSERT INTO kept VALUES (1)")
+        assert tuple(await conn.fetchrow(settings)) == default
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with commands.by_key(conn):
+                await conn.execute("INSERT INTO kept VALUES (2)")
+                await conn.execute("CREATE UNIQUE INDEX ON kept (n)")
+                await conn.execute("INSERT INTO kept VALUES (2)")
+        assert not conn.is_in_transaction()
+        async with conn.transaction():
+            await conn.execute("INSERT INTO kept VALUES (3)")
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with commands.by_key(conn):
+                    await conn.execute("CREATE UNIQUE INDEX ON kept (n)")
+                    await conn.execute("INSERT INTO kept VALUES (3)")
+            assert tuple(await conn.fetchrow(settings)) == default
+        assert [r["n"] for r in await conn.fetch("SELECT n FROM kept ORDER BY n")] == [1, 3]
 
     run(pg_env, scenario)
 

@@ -57,7 +57,7 @@ _CLAIMED = (
 # The first ask of each command takes it if it is pending (a later one of the same command is
 # then refused, as the second of two single claims would be); the `claimed` events, and with
 # `start` the `started` ones, are written in the same statement.
-# Rows are found by their key (see ``commands.plan_by_key``): the status tests are written
+# Rows are found by their key (see ``commands.by_key``): the status tests are written
 # `(...) IS TRUE` so that the planner cannot use the status index instead, which would read every
 # pending (or claimed) command, a whole backlog, for each batch when its statistics predate it.
 _CLAIM = f"""
@@ -110,10 +110,9 @@ async def claim_all(conn: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[
 
     One statement when every ask is new and finds its command pending (the hot path); a retried
     ask, then the refused ones, each cost one more statement for all of them. They run in one
-    transaction only so that ``commands.plan_by_key`` holds for them.
+    transaction only so that ``commands.by_key`` holds for them.
     """
-    async with conn.transaction():
-        await commands.plan_by_key(conn)
+    async with commands.by_key(conn):
         return await _claim_all(conn, asks)
 
 
@@ -212,8 +211,7 @@ async def record_all(conn: asyncpg.Connection, asks: Sequence[EventAsk]) -> list
         seen.add(ask.command_id)
     results: dict[int, Recorded | Exception] = {}
     try:
-        async with conn.transaction():
-            await commands.plan_by_key(conn)
+        async with commands.by_key(conn):
             await _record_together(conn, asks, together, apart, results)
     except (*REFUSALS, asyncpg.DeadlockDetectedError):
         results.clear()

@@ -8,7 +8,7 @@ Callers hold the execution's row lock inside an open transaction (see ``transiti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +17,7 @@ import asyncpg
 from noetl.engine.state import IterationEnd, LoopRun, LoopStart
 
 
-def counters_of(row: asyncpg.Record) -> LoopRun | None:
+def counters_of(row: Mapping[str, Any]) -> LoopRun | None:
     """A loop step's counters from a row with the columns of ``noetl.loops`` (None: not a loop)."""
     if row["total"] is None:
         return None

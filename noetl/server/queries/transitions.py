@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -98,7 +98,6 @@ async def _create(
 async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> ExecutionState:
     """The engine's view: the step runs, with their loop counters (O(steps), not O(items)), in one
     round trip."""
-    execution_id = execution["execution_id"]
     rows = await conn.fetch(
         """
         SELECT s.step, s.status, s.result, s.error, s.attempts,
@@ -107,10 +106,43 @@ async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> Exe
         LEFT JOIN noetl.loops l ON l.execution_id = s.execution_id AND l.step = s.step
         WHERE s.execution_id = $1
         """,
-        execution_id,
+        execution["execution_id"],
     )
+    return _state(execution, rows)
+
+
+# The execution's row, locked, with the engine's view of it (``load_state``'s rows as JSON): one
+# round trip. Its snapshot must not predate the lock, or a step end committed while it waited
+# would be missing from the runs: see ``locked_state``.
+_LOCKED_STATE = f"""
+    SELECT {locks.EXECUTION_COLUMNS},
+        (SELECT coalesce(json_agg(json_build_object(
+                    'step', s.step, 'status', s.status, 'result', s.result, 'error', s.error,
+                    'attempts', s.attempts, 'total', l.total, 'max_in_flight', l.max_in_flight,
+                    'dispatched', l.dispatched, 'done', l.done, 'failed', l.failed)), '[]')
+         FROM noetl.step_runs s
+         LEFT JOIN noetl.loops l ON l.execution_id = s.execution_id AND l.step = s.step
+         WHERE s.execution_id = $1) AS runs
+    FROM noetl.executions WHERE execution_id = $1
+    FOR UPDATE OF executions
+"""
+
+
+async def locked_state(conn: asyncpg.Connection, execution_id: UUID) -> tuple[asyncpg.Record, ExecutionState]:
+    """The execution's row and the engine's view of it, in one round trip (every step's end reads
+    them), for a caller that holds the execution's lock already (``locks``: every step's end
+    takes it before its command's row). Holding it, the statement never waits for it, so what it
+    reads is what the lock protects; its own ``FOR UPDATE`` keeps the row locked whatever happens.
+    NotFound when there is no such execution."""
+    row = await conn.fetchrow(_LOCKED_STATE, execution_id)
+    if row is None:
+        raise NotFound(f"no execution {execution_id}")
+    return row, _state(row, row["runs"])
+
+
+def _state(execution: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> ExecutionState:
     return ExecutionState(
-        execution_id=str(execution_id),
+        execution_id=str(execution["execution_id"]),
         workload=execution["workload"] or {},
         ctx=execution["ctx"] or {},
         steps={
@@ -143,12 +175,11 @@ async def step_command_finished(
     ``call.retry`` events, its ``ctx`` the policy's context writes.
 
     Nothing follows when the execution already ended (cancelled, or failed on another branch) or
-    the step is not running any more.
+    the step is not running any more. The caller holds the execution's lock (``locked_state``).
     """
-    execution = await locks.lock_execution(conn, execution_id)
+    execution, state = await locked_state(conn, execution_id)
     if execution["status"] in EXECUTION_FINISHED or execution["catalog_id"] is None:
         return []
-    state = await load_state(conn, execution)
     run = state.steps.get(step)
     if run is None or run.status != "running":
         return []
