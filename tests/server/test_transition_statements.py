@@ -103,7 +103,7 @@ def test_handing_the_next_command_to_the_reporter_is_one_more_statement(pg_env: 
     run(pg_env, scenario)
 
 
-def test_a_steps_end_is_decided_and_recorded_in_three_statements(pg_env: dict[str, str]) -> None:
+def test_a_steps_end_is_decided_and_recorded_in_two_statements(pg_env: dict[str, str]) -> None:
     async def scenario(conn: asyncpg.Connection) -> None:
         execution_id = await _started(conn)
         async with conn.transaction():
@@ -113,8 +113,8 @@ def test_a_steps_end_is_decided_and_recorded_in_three_statements(pg_env: dict[st
                     conn, execution_id, "start", None, True, [1, {"nested": [True, None]}], None
                 ),
             )
-        # The execution's row (locked) with its state, the engine's writes, the next command.
-        assert len(sent) == 3, "\n".join(" ".join(q.split())[:70] for q in sent)
+        # The execution's row (locked) with its state; the engine's writes with the next command.
+        assert len(sent) == 2, "\n".join(" ".join(q.split())[:70] for q in sent)
         assert len(notices) == 1
         runs = {
             r["step"]: dict(r)
@@ -180,10 +180,10 @@ def test_a_steps_end_is_decided_and_recorded_in_three_statements(pg_env: dict[st
     run(pg_env, scenario)
 
 
-def test_a_reported_steps_end_with_the_next_command_handed_is_nine_statements(pg_env: dict[str, str]) -> None:
+def test_a_reported_steps_end_with_the_next_command_handed_is_eight_statements(pg_env: dict[str, str]) -> None:
     """The whole completion as the worker's batched report makes it (``take``: chained dispatch),
     every round trip counted: BEGIN with its settings, the execution's lock, the command's row,
-    its end, the state, the engine's writes, the next command, its claim, COMMIT."""
+    its end, the state, the engine's writes with the next command, its claim, COMMIT."""
 
     async def report(conn: asyncpg.Connection, execution_id: uuid.UUID) -> Any:
         first = await conn.fetchval(
@@ -206,7 +206,7 @@ def test_a_reported_steps_end_with_the_next_command_handed_is_nine_statements(pg
         await report(conn, await _started(conn))  # asyncpg's first use reads the types it meets
         execution_id = await _started(conn)
         (recorded,), sent = await report(conn, execution_id)
-        assert len(sent) == 9, "\n".join(" ".join(q.split())[:70] for q in sent)
+        assert len(sent) == 8, "\n".join(" ".join(q.split())[:70] for q in sent)
         assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
         assert isinstance(recorded, commands.Recorded) and recorded.stored
         assert recorded.notices == () and recorded.handed is not None

@@ -27,7 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
-from noetl.engine.state import ChildStart, Decisions, Event, ExecutionState, StepRun
+from noetl.engine.state import ChildStart, Decisions, Dispatch, Event, ExecutionState, StepRun
 from noetl.engine.state import apply as state_after
 from noetl.lazy import lazy_module
 from noetl.protocol.nats import Notice
@@ -281,7 +281,11 @@ async def apply(
     ``pb`` and ``state`` (what the decisions were made from) are needed by the decisions that
     follow in the same transaction: a loop's results collected, a child that cannot start.
     Returns the notices of the new commands, to publish after the commit."""
-    await _record(conn, execution_id, decisions)
+    # The new commands go with the record (one round trip: a step's end pays for each), unless
+    # commands are cancelled first: then after the cancel, which must not catch them.
+    stops = bool(decisions.cancel or decisions.final)
+    created = [(uuid.uuid4(), d) for d in decisions.dispatch]
+    await _record(conn, execution_id, decisions, [] if stops else created)
     await loops.store_starts(conn, execution_id, decisions.loops)
     await loops.store_counters(
         conn, execution_id, {name: r.loop for name, r in decisions.steps.items() if r.loop is not None}
@@ -310,7 +314,13 @@ async def apply(
             execution_id,
             None if decisions.final else decisions.cancel,
         )
-    notices = await _dispatch(conn, execution_id, decisions)
+    if stops and created:
+        await _record(conn, execution_id, Decisions(), created)
+    if created:
+        await loops.mark_running(
+            conn, execution_id, [(d.step, d.iteration) for _, d in created if d.iteration is not None]
+        )
+    notices = [Notice(command_id=cid, execution_id=execution_id, attempt=1) for cid, _ in created]
     if decisions.final:
         await conn.execute(
             """
@@ -339,17 +349,13 @@ async def apply(
     return notices
 
 
-# The engine's events, the step runs that changed and the context: one statement, one round trip
-# (a step's end pays for each round trip in the latency of the step after it). The events go in
-# their list's order, so that their ids keep it.
+# The engine's events, the step runs that changed, the context and the new commands (with their
+# `created` events and the step runs they link to, which exist already unless the engine did not
+# list them as changed): one statement, one round trip (a step's end pays for each round trip in
+# the latency of the step after it). The events go in their list's order, then the commands', so
+# that their ids keep it. With nothing to record ($15 false), the execution's row is left alone.
 _RECORD = """
-    WITH event AS (
-        INSERT INTO noetl.events (execution_id, type, node_name, status, payload)
-        SELECT $1::uuid, e.type, e.node_name, e.status, e.payload::jsonb
-        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
-            AS e(type, node_name, status, payload, n)
-        ORDER BY e.n
-    ), step AS (
+    WITH step AS (
         INSERT INTO noetl.step_runs AS s
             (execution_id, step, status, result, error, attempts, started_at, finished_at)
         SELECT $1::uuid, r.step, r.status, r.result::jsonb, r.error, r.attempts,
@@ -362,16 +368,39 @@ _RECORD = """
             attempts = excluded.attempts, updated_at = now(),
             started_at = coalesce(s.started_at, excluded.started_at),
             finished_at = excluded.finished_at
+    ), run AS (
+        INSERT INTO noetl.step_runs (execution_id, step, status, started_at)
+        SELECT DISTINCT $1::uuid, step, 'running', now() FROM unnest($22::text[]) AS step
+        ON CONFLICT (execution_id, step) DO NOTHING
+    ), command AS (
+        INSERT INTO noetl.commands
+            (command_id, execution_id, step, iteration, tool, timeout, max_attempts, status)
+        SELECT c.id, $1::uuid, c.step, c.iteration, c.tool::jsonb, $20, $21, 'pending'
+        FROM unnest($16::uuid[], $17::text[], $18::int[], $19::text[]) AS c(id, step, iteration, tool)
+    ), event AS (
+        INSERT INTO noetl.events (execution_id, command_id, type, node_name, status, payload)
+        SELECT $1::uuid, e.command_id, e.type, e.node_name, e.status, e.payload::jsonb
+        FROM (
+            SELECT NULL::uuid AS command_id, e.type, e.node_name, e.status, e.payload, 1 AS part, e.n
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+                AS e(type, node_name, status, payload, n)
+            UNION ALL
+            SELECT c.id, 'created', c.step, NULL, c.payload, 2, c.n
+            FROM unnest($16::uuid[], $17::text[], $23::text[]) WITH ORDINALITY AS c(id, step, payload, n)
+        ) e
+        ORDER BY e.part, e.n
     )
     UPDATE noetl.executions SET ctx = coalesce(ctx, '{}'::jsonb) || $12::jsonb,
         result = CASE WHEN $13 THEN $14::jsonb ELSE result END, updated_at = now()
-    WHERE execution_id = $1
+    WHERE execution_id = $1 AND $15
 """
 
 
-async def _record(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> None:
+async def _record(
+    conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions, created: list[tuple[UUID, Dispatch]]
+) -> None:
     """Store the decisions' events, changed step runs and context writes (and the result of the
-    last step that ended well as the execution's)."""
+    last step that ended well as the execution's), and the ``created`` commands."""
     events = decisions.events
     runs = list(decisions.steps.items())
     done = [r for _, r in runs if r.status == "done"]
@@ -391,6 +420,19 @@ async def _record(conn: asyncpg.Connection, execution_id: UUID, decisions: Decis
         decisions.ctx,
         bool(done),
         done[-1].result if done else None,
+        bool(events or runs or decisions.ctx),
+        [command_id for command_id, _ in created],
+        [d.step for _, d in created],
+        [d.iteration for _, d in created],
+        [_json(d.tool) for _, d in created],
+        STEP_TIMEOUT,
+        STEP_MAX_ATTEMPTS,
+        # The step runs the engine did not write itself (their INSERTs must not meet in one statement).
+        sorted({d.step for _, d in created} - decisions.steps.keys()),
+        [
+            _json({"tool": d.tool.get("kind"), "timeout": STEP_TIMEOUT, "max_attempts": STEP_MAX_ATTEMPTS})
+            for _, d in created
+        ],
     )
 
 
@@ -476,50 +518,6 @@ async def _cancel_children(
     reason = f"parent {execution_id} ended: {decisions.error or decisions.final or 'cancelled'}"
     for child in children:
         await _cancel_locked(conn, child, reason)
-
-
-# A step's new commands with their `created` events and the step runs they link to (which exist
-# already unless the engine did not list them as changed): one statement.
-_DISPATCH = """
-    WITH run AS (
-        INSERT INTO noetl.step_runs (execution_id, step, status, started_at)
-        SELECT DISTINCT $1::uuid, step, 'running', now() FROM unnest($3::text[]) AS step
-        ON CONFLICT (execution_id, step) DO NOTHING
-    ), command AS (
-        INSERT INTO noetl.commands
-            (command_id, execution_id, step, iteration, tool, timeout, max_attempts, status)
-        SELECT c.id, $1::uuid, c.step, c.iteration, c.tool::jsonb, $7, $8, 'pending'
-        FROM unnest($2::uuid[], $3::text[], $4::int[], $5::text[]) AS c(id, step, iteration, tool)
-    )
-    INSERT INTO noetl.events (execution_id, command_id, type, payload, node_name)
-    SELECT $1::uuid, c.id, 'created', c.payload::jsonb, c.step
-    FROM unnest($2::uuid[], $3::text[], $6::text[]) WITH ORDINALITY AS c(id, step, payload, n)
-    ORDER BY c.n
-"""
-
-
-async def _dispatch(conn: asyncpg.Connection, execution_id: UUID, decisions: Decisions) -> list[Notice]:
-    if not decisions.dispatch:
-        return []
-    commands = [(uuid.uuid4(), d) for d in decisions.dispatch]
-    await conn.execute(
-        _DISPATCH,
-        execution_id,
-        [command_id for command_id, _ in commands],
-        [d.step for _, d in commands],
-        [d.iteration for _, d in commands],
-        [_json(d.tool) for _, d in commands],
-        [
-            _json({"tool": d.tool.get("kind"), "timeout": STEP_TIMEOUT, "max_attempts": STEP_MAX_ATTEMPTS})
-            for _, d in commands
-        ],
-        STEP_TIMEOUT,
-        STEP_MAX_ATTEMPTS,
-    )
-    await loops.mark_running(
-        conn, execution_id, [(d.step, d.iteration) for d in decisions.dispatch if d.iteration is not None]
-    )
-    return [Notice(command_id=cid, execution_id=execution_id, attempt=1) for cid, _ in commands]
 
 
 def _json(value: Any) -> str | None:
