@@ -180,33 +180,26 @@ def test_a_steps_end_is_decided_and_recorded_in_two_statements(pg_env: dict[str,
     run(pg_env, scenario)
 
 
-def test_a_reported_steps_end_with_the_next_command_handed_is_eight_statements(pg_env: dict[str, str]) -> None:
+def test_a_reported_steps_end_with_the_next_command_handed_is_seven_statements(
+    pg_env: dict[str, str],
+) -> None:
     """The whole completion as the worker's batched report makes it (``take``: chained dispatch),
-    every round trip counted: BEGIN with its settings, the execution's lock, the command's row,
-    its end, the state, the engine's writes with the next command, its claim, COMMIT."""
+    every round trip counted: BEGIN with its settings, the execution's lock, the command's row
+    with the execution's state, its end, the engine's writes with the next command, its claim,
+    COMMIT."""
 
     async def report(conn: asyncpg.Connection, execution_id: uuid.UUID) -> Any:
         first = await conn.fetchval(
             "SELECT command_id FROM noetl.commands WHERE execution_id = $1 AND step = 'start'", execution_id
         )
-        lease = await claims.claim(conn, first, "w1", 30.0, f"claim {first}", start=True)
-        ask = command_batches.EventAsk(
-            first,
-            "w1",
-            lease["attempt"],
-            lease["lease"],
-            "completed",
-            {"result": 1},
-            0,
-            chains.take_of(first, lease["attempt"], "w1", 1, 30.0),
-        )
+        ask = await _completion(conn, first, take=1)
         return await _statements(conn, lambda: command_batches.record_all(conn, [ask]))
 
     async def scenario(conn: asyncpg.Connection) -> None:
         await report(conn, await _started(conn))  # asyncpg's first use reads the types it meets
         execution_id = await _started(conn)
         (recorded,), sent = await report(conn, execution_id)
-        assert len(sent) == 8, "\n".join(" ".join(q.split())[:70] for q in sent)
+        assert len(sent) == 7, "\n".join(" ".join(q.split())[:70] for q in sent)
         assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
         assert isinstance(recorded, commands.Recorded) and recorded.stored
         assert recorded.notices == () and recorded.handed is not None
@@ -218,6 +211,72 @@ def test_a_reported_steps_end_with_the_next_command_handed_is_eight_statements(p
         }
         assert statuses == {"start": ("completed", "w1"), "second": ("claimed", "w1")}
         assert not conn.is_in_transaction()
+
+    run(pg_env, scenario)
+
+
+FAN_IN = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: fan, path: tests/statements_fan}
+workflow:
+  - step: start
+    next:
+      spec: {mode: inclusive}
+      arcs: [{step: a}, {step: b}]
+  - step: a
+    tool: {kind: python, code: "result = 'a'"}
+    next: reduce
+  - step: b
+    tool: {kind: python, code: "result = 'b'"}
+    next: reduce
+  - step: reduce
+    tool: {kind: python, code: "result = 'r'"}
+"""
+
+
+async def _completion(
+    conn: asyncpg.Connection, command_id: uuid.UUID, take: int = 0
+) -> command_batches.EventAsk:
+    """Claim the command for worker w1 and make its ``completed`` report."""
+    lease = await claims.claim(conn, command_id, "w1", 30.0, f"claim {command_id}", start=True)
+    return command_batches.EventAsk(
+        command_id,
+        "w1",
+        lease["attempt"],
+        lease["lease"],
+        "completed",
+        {"result": 1},
+        0,
+        chains.take_of(command_id, lease["attempt"], "w1", take, 30.0),
+    )
+
+
+def test_two_branches_ending_in_one_batch_join_once(pg_env: dict[str, str]) -> None:
+    """The state read with the commands' rows serves the first transition of an execution only:
+    the second branch's end sees the first one's, and the join step enters, once."""
+
+    async def scenario(conn: asyncpg.Connection) -> None:
+        entry, _ = await catalog.register(conn, parse_playbook(FAN_IN))
+        execution_id, notices = await transitions.start(conn, entry, {})
+        assert len(notices) == 2
+        asks = [await _completion(conn, n.command_id) for n in notices]
+        recorded = await command_batches.record_all(conn, asks)
+        assert all(isinstance(r, commands.Recorded) and r.stored for r in recorded)
+        created = [n for r in recorded if isinstance(r, commands.Recorded) for n in r.notices]
+        steps = await conn.fetch(
+            "SELECT step FROM noetl.commands WHERE execution_id = $1 ORDER BY step", execution_id
+        )
+        assert [r["step"] for r in steps] == ["a", "b", "reduce"]
+        assert len(created) == 1
+        runs = await conn.fetch(
+            "SELECT step, status FROM noetl.step_runs WHERE execution_id = $1 ORDER BY step", execution_id
+        )
+        assert [(r["step"], r["status"]) for r in runs] == [
+            ("a", "done"),
+            ("b", "done"),
+            ("reduce", "running"),
+            ("start", "done"),
+        ]
 
     run(pg_env, scenario)
 

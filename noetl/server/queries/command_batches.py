@@ -181,7 +181,9 @@ _LOCK_EXECUTIONS = """
     WHERE l.execution_id IS NULL
 """
 
-_ASKED = commands.event_check(command="a.command_id", attempt="a.attempt", type_="a.type", seq="a.seq")
+_ASKED = commands.event_check(
+    command="a.command_id", attempt="a.attempt", type_="a.type", seq="a.seq", state=True
+)
 _CHECK = f"""
     SELECT a.ord, {_ASKED}
     FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bigint[])
@@ -263,6 +265,7 @@ async def _record_together(
     for i in together:
         results[i] = NotFound(f"no command {asks[i].command_id}")  # unless its row is found
     submits: list[tuple[int, asyncpg.Record]] = []  # `noetl submit` commands end in one statement
+    moved: set[UUID] = set()  # executions a transition changed since their state was read
     for cmd in rows:
         i = int(cmd["ord"])
         ask = asks[i]
@@ -288,7 +291,10 @@ async def _record_together(
                 ask.payload,
                 ask.seq,
                 ask.take,
+                stale=cmd["execution_id"] in moved,
             )
+            if ask.type_ in FINAL_EVENTS:
+                moved.add(cmd["execution_id"])
     if submits:
         ending = [
             commands.Final(

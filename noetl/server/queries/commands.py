@@ -170,7 +170,8 @@ async def record_event(
     async with by_key(conn) if type_ in FINAL_EVENTS else conn.transaction():
         if type_ in FINAL_EVENTS:
             await locks.lock_execution_of(conn, command_id)
-        check = event_check(command="$1", attempt="$2", type_="$3", seq="$4")
+        final = type_ in FINAL_EVENTS  # its execution is locked: the state can be read with the row
+        check = event_check(command="$1", attempt="$2", type_="$3", seq="$4", state=final)
         cmd = await conn.fetchrow(
             f"SELECT {check} FROM noetl.commands c WHERE c.command_id = $1 FOR UPDATE OF c",
             command_id,
@@ -191,9 +192,11 @@ async def repeated(conn: asyncpg.Connection, type_: str, take: chains.Take | Non
     return Recorded(stored=False, handed=await chains.handed_before(conn, take))
 
 
-def event_check(*, command: str, attempt: str, type_: str, seq: str) -> str:
+def event_check(*, command: str, attempt: str, type_: str, seq: str, state: bool = False) -> str:
     """The columns deciding on an event needs of its command's row ``c``, read in the statement
     that locks the row; the arguments are the SQL of the event's command, attempt, type and seq.
+    With ``state``, a final event of a playbook step's command comes with what its transition reads
+    (``transitions.state_sql``, column ``state``): the statement follows the execution's lock.
 
     A repeat is recognised before the lease check: the retry of a completion that was applied
     (but whose answer was lost) must not look like a stale completion. The event is looked up in
@@ -201,12 +204,20 @@ def event_check(*, command: str, attempt: str, type_: str, seq: str) -> str:
     final event's cannot (it is taken after the execution's lock, which every final event of the
     command holds first); another event's insert catches it.
     """
+    finals = ", ".join(f"'{t}'" for t in sorted(FINAL_EVENTS))
+    known = (
+        f", CASE WHEN {type_} IN ({finals}) AND c.step IS NOT NULL "
+        f"THEN {transitions.state_sql('c.execution_id')} END AS state"
+        if state
+        else ""
+    )
     return f"""
         c.command_id, c.execution_id, c.status, c.worker_id, c.attempt, c.lease_secret, c.claimed_at,
         c.step, c.iteration,
         (SELECT e.worker_id FROM noetl.events e
          WHERE e.command_id = {command} AND e.attempt = {attempt} AND e.type = {type_} AND e.seq = {seq}
         ) AS earlier_worker
+        {known}
     """
 
 
@@ -242,10 +253,13 @@ async def apply_event(
     payload: dict[str, Any],
     seq: int,
     take: chains.Take | None = None,
+    stale: bool = False,
 ) -> Recorded:
     """Store a new event of the lease holder, its command's row locked (``is_new_event`` said so);
     inside the transaction that holds the execution's lock for a final event. With ``take``, the
-    first command the engine creates is claimed for the sender (``chains.hand``)."""
+    first command the engine creates is claimed for the sender (``chains.hand``). The state read
+    with the row (``event_check``), if any, is used unless ``stale`` (a transition of the same
+    execution came in between)."""
     if type_ not in FINAL_EVENTS:
         # A racing repeat (its snapshot predates the other's commit) is caught by the insert.
         stored = await _add_event(
@@ -266,6 +280,7 @@ async def apply_event(
             final.result,
             final.error,
             payload,
+            None if stale else cmd.get("state"),
         )
     handed = None
     if take is not None and notices:

@@ -111,18 +111,22 @@ async def load_state(conn: asyncpg.Connection, execution: asyncpg.Record) -> Exe
     return _state(execution, rows)
 
 
-# The execution's row, locked, with the engine's view of it (``load_state``'s rows as JSON): one
-# round trip. Its snapshot must not predate the lock, or a step end committed while it waited
-# would be missing from the runs: see ``locked_state``.
+# ``load_state``'s rows of execution ``{execution}`` (an SQL expression) as one JSON array.
+_RUNS = """
+    (SELECT coalesce(json_agg(json_build_object(
+                'step', s.step, 'status', s.status, 'result', s.result, 'error', s.error,
+                'attempts', s.attempts, 'total', l.total, 'max_in_flight', l.max_in_flight,
+                'dispatched', l.dispatched, 'done', l.done, 'failed', l.failed)), '[]')
+     FROM noetl.step_runs s
+     LEFT JOIN noetl.loops l ON l.execution_id = s.execution_id AND l.step = s.step
+     WHERE s.execution_id = {execution})
+"""
+
+# The execution's row, locked, with the engine's view of it: one round trip. Its snapshot must
+# not predate the lock, or a step end committed while it waited would be missing from the runs:
+# see ``locked_state``.
 _LOCKED_STATE = f"""
-    SELECT {locks.EXECUTION_COLUMNS},
-        (SELECT coalesce(json_agg(json_build_object(
-                    'step', s.step, 'status', s.status, 'result', s.result, 'error', s.error,
-                    'attempts', s.attempts, 'total', l.total, 'max_in_flight', l.max_in_flight,
-                    'dispatched', l.dispatched, 'done', l.done, 'failed', l.failed)), '[]')
-         FROM noetl.step_runs s
-         LEFT JOIN noetl.loops l ON l.execution_id = s.execution_id AND l.step = s.step
-         WHERE s.execution_id = $1) AS runs
+    SELECT {locks.EXECUTION_COLUMNS}, {_RUNS.format(execution="$1")} AS runs
     FROM noetl.executions WHERE execution_id = $1
     FOR UPDATE OF executions
 """
@@ -138,6 +142,19 @@ async def locked_state(conn: asyncpg.Connection, execution_id: UUID) -> tuple[as
     if row is None:
         raise NotFound(f"no execution {execution_id}")
     return row, _state(row, row["runs"])
+
+
+def state_sql(execution: str) -> str:
+    """SQL of one JSON value: what a step's end reads of execution ``execution`` (an SQL
+    expression), its row's columns and its runs, for a statement that reads the command's row
+    anyway (``known`` of ``step_command_finished``: one round trip less). The statement must
+    follow the execution's lock, as ``locked_state`` does."""
+    return f"""
+        (SELECT json_build_object(
+            'execution_id', e.execution_id, 'status', e.status, 'catalog_id', e.catalog_id,
+            'workload', e.workload, 'ctx', e.ctx, 'runs', {_RUNS.format(execution="e.execution_id")})
+         FROM noetl.executions e WHERE e.execution_id = {execution})
+    """
 
 
 def _state(execution: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> ExecutionState:
@@ -169,15 +186,20 @@ async def step_command_finished(
     result: Any,
     error: str | None,
     report: dict[str, Any] | None = None,
+    known: Mapping[str, Any] | None = None,
 ) -> list[Notice]:
     """The command (or child execution) of ``step`` ended, or of one iteration of it: let the
     engine decide what follows. ``report`` is the worker's final payload: its ``retries`` become
-    ``call.retry`` events, its ``ctx`` the policy's context writes.
+    ``call.retry`` events, its ``ctx`` the policy's context writes. ``known`` is the execution as
+    ``state_sql`` read it in this transaction, if nothing changed it since.
 
     Nothing follows when the execution already ended (cancelled, or failed on another branch) or
     the step is not running any more. The caller holds the execution's lock (``locked_state``).
     """
-    execution, state = await locked_state(conn, execution_id)
+    if known is None:
+        execution, state = await locked_state(conn, execution_id)
+    else:
+        execution, state = known, _state(known, known["runs"])
     if execution["status"] in EXECUTION_FINISHED or execution["catalog_id"] is None:
         return []
     run = state.steps.get(step)
