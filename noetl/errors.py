@@ -44,6 +44,7 @@ class ControlError(NoetlError):
 
     exit_code = EXIT_FAILURE
     fault_code: int | None = None  # supervisord's XML-RPC faultCode, when it sent one
+    http_status: int | None = None  # the HTTP status of its answer, when that was not 200
 
 
 class ProgramFailedError(NoetlError):

@@ -55,6 +55,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings, sock: socket.socket) -> None:
+    from noetl.server.ahead import migrate_ahead
+
+    migrate_ahead(settings)  # while the imports below run (~0.6 s of CPU)
     import uvicorn
 
     from noetl.server.app import CLEANUP_BUDGET, create_app

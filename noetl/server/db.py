@@ -86,6 +86,17 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+def where(settings: Settings) -> str:
+    """host:port/db for log lines (no user, no password)."""
+    return f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
+
+
+def say_applied(settings: Settings, applied: list[int]) -> None:
+    """The log line of migrations applied (by ``Database.open`` or ahead of it, ``ahead.py``)."""
+    if applied:
+        log.info("database %s: applied schema migrations %s", where(settings), applied)
+
+
 async def connect_once(settings: Settings) -> asyncpg.Connection:
     """One plain connection (for `noetl db init`)."""
     conn = await asyncpg.connect(**connect_args(settings))
@@ -105,8 +116,7 @@ class Database:
     @property
     def where(self) -> str:
         """host:port/db for log lines (no user, no password)."""
-        s = self.settings
-        return f"{s.postgres_host}:{s.postgres_port}/{s.postgres_db}"
+        return where(self.settings)
 
     async def open(self) -> None:
         """Open the pool and run the migrations once; raises on failure."""
@@ -125,8 +135,7 @@ class Database:
         except BaseException:
             pool.terminate()
             raise
-        if applied:
-            log.info("database %s: applied schema migrations %s", self.where, applied)
+        say_applied(self.settings, applied)
         self.pool = pool
         self.opened.set()
         log.info("database %s: connected", self.where)

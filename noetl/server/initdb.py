@@ -9,7 +9,7 @@ import asyncpg
 
 from noetl.errors import ConfigError, NoetlError, NotRunningError
 from noetl.retry import Backoff, retry
-from noetl.server.db import UNAVAILABLE_ERRORS, connect_once
+from noetl.server.db import UNAVAILABLE_ERRORS, connect_once, where
 from noetl.server.migrations import current_version, migrate
 from noetl.settings import Settings
 
@@ -35,7 +35,7 @@ def require_postgres_host(settings: Settings) -> None:
 async def init_database(settings: Settings, wait: float) -> InitResult:
     """Apply the migrations, retrying for up to ``wait`` seconds while PostgreSQL is unreachable."""
     require_postgres_host(settings)
-    where = f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
+    place = where(settings)
 
     async def attempt() -> InitResult:
         conn = await connect_once(settings)
@@ -51,21 +51,21 @@ async def init_database(settings: Settings, wait: float) -> InitResult:
         )
     except UNAVAILABLE_ERRORS as exc:
         raise NotRunningError(
-            f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
+            f"PostgreSQL at {place} is not reachable ({type(exc).__name__}: {exc}); "
             "start it or fix POSTGRES_HOST/POSTGRES_PORT"
         ) from None
     except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
         raise ConfigError(
-            f"PostgreSQL at {where} refused user {settings.postgres_user!r}: {exc}; "
+            f"PostgreSQL at {place} refused user {settings.postgres_user!r}: {exc}; "
             "fix POSTGRES_USER/POSTGRES_PASSWORD"
         ) from None
     except asyncpg.InvalidCatalogNameError:
         raise ConfigError(
-            f"database {settings.postgres_db!r} does not exist at {where}: create it or fix POSTGRES_DB"
+            f"database {settings.postgres_db!r} does not exist at {place}: create it or fix POSTGRES_DB"
         ) from None
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigError(
-            f"user {settings.postgres_user!r} may not create the schema at {where}: {exc}"
+            f"user {settings.postgres_user!r} may not create the schema at {place}: {exc}"
         ) from None
     except asyncpg.PostgresError as exc:
-        raise NoetlError(f"schema migration failed at {where}: {type(exc).__name__}: {exc}") from None
+        raise NoetlError(f"schema migration failed at {place}: {type(exc).__name__}: {exc}") from None

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager
 import asyncpg
 
 from noetl.errors import ConfigError, NotRunningError
-from noetl.server.db import UNAVAILABLE_ERRORS, Database, DatabaseUnavailable, connect_once
+from noetl.server.db import UNAVAILABLE_ERRORS, Database, DatabaseUnavailable, connect_once, where
 from noetl.server.initdb import require_postgres_host
 from noetl.server.queries import executions, workers
 from noetl.settings import Settings
@@ -85,19 +85,19 @@ async def prune_now(settings: Settings, older_than_seconds: float) -> Counter[st
     """`noetl db prune`: ``prune`` over one connection to the PostgreSQL of ``settings``; the
     failures a person can fix become one-line errors."""
     require_postgres_host(settings)
-    where = f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
+    place = where(settings)
     try:
         conn = await connect_once(settings)
     except UNAVAILABLE_ERRORS as exc:
         raise NotRunningError(
-            f"PostgreSQL at {where} is not reachable ({type(exc).__name__}: {exc}); "
+            f"PostgreSQL at {place} is not reachable ({type(exc).__name__}: {exc}); "
             "start it or fix POSTGRES_HOST/POSTGRES_PORT"
         ) from None
     except asyncpg.PostgresError as exc:
-        raise ConfigError(f"PostgreSQL at {where} refused the connection: {exc}") from None
+        raise ConfigError(f"PostgreSQL at {place} refused the connection: {exc}") from None
     try:
         return await prune(one_connection(conn), older_than_seconds)
     except asyncpg.UndefinedTableError:
-        raise ConfigError(f"no noetl schema at {where}: run `noetl db init` first") from None
+        raise ConfigError(f"no noetl schema at {place}: run `noetl db init` first") from None
     finally:
         await conn.close()

@@ -20,6 +20,8 @@ TYPE_CHECKING = False  # typing costs ~4 ms to import; mypy and ruff read this n
 if TYPE_CHECKING:
     from typing import Any
 
+UTF8_LONGEST = 4  # bytes of the longest UTF-8 character
+
 # Messages by the names of supervisor.xmlrpc.Faults: its codes are looked up once a call has
 # imported supervisor (~75 ms that `noetl ctl status` with nothing running need not pay).
 _FAULTS = {
@@ -109,7 +111,9 @@ class Control:
                     f"supervisord at {self.paths.socket} refused the credentials in {self.paths.config}; "
                     "was the config rewritten by another run?"
                 ) from None
-            raise ControlError(f"supervisord answered HTTP {exc.status} to {method}") from None
+            failed = ControlError(f"supervisord answered HTTP {exc.status} to {method}")
+            failed.http_status = exc.status
+            raise failed from None
         except rpc.BadAnswer as exc:
             raise ControlError(f"supervisord at {self.paths.socket} answered nonsense: {exc}") from None
         except OSError as exc:
@@ -173,9 +177,25 @@ class Control:
             self.call("supervisor.signalProcess", name, sig, name=name)
 
     def tail(self, name: str, offset: int, length: int, stderr: bool = False) -> tuple[bytes, int, bool]:
+        """The last ``length`` bytes at most of ``name``'s log, its size, and whether more than
+        ``length`` bytes came after ``offset`` (supervisord's tail).
+
+        supervisord decodes that window strictly as UTF-8 and answers HTTP 500 when it starts inside
+        a character (half the time, in a log of accented text): one up to three bytes shorter
+        starts at the next character."""
         method = "supervisor.tailProcessStderrLog" if stderr else "supervisor.tailProcessStdoutLog"
-        text, new_offset, overflow = self.call(method, name, offset, length, name=name)
-        return text.encode("utf-8", "replace"), int(new_offset), bool(overflow)
+
+        def window(cut: int) -> tuple[bytes, int, bool]:
+            text, new_offset, overflow = self.call(method, name, offset, max(length - cut, 0), name=name)
+            return text.encode("utf-8", "replace"), int(new_offset), bool(overflow)
+
+        for cut in range(UTF8_LONGEST - 1):
+            try:
+                return window(cut)
+            except ControlError as error:
+                if error.http_status != 500:
+                    raise
+        return window(UTF8_LONGEST - 1)
 
     def reload(self) -> None:
         self.call("supervisor.restart")

@@ -5,7 +5,9 @@ fails (here with a fake supervisord: nothing is spawned)."""
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,3 +91,31 @@ def test_a_failed_check_ends_the_supervisord_started_early(tmp_path: Path) -> No
         with pytest.raises(NoetlError, match="already in use"):
             run(settings_env(tmp_path, taken.getsockname()[1]), recorder)
     assert recorder.events == ["supervisord started for supervisord.conf", "cancel"]
+
+
+# `noetl run` as the CLI runs it, in a fresh interpreter, with supervisord's start replaced: it
+# prints which of the launcher's modules were loaded when supervisord's process was started.
+EARLY_PROBE = """
+import sys
+from noetl.supervisor import parent
+
+
+def start(cls, python, environ, paths):
+    loaded = [name for name in ("noetl.supervisor.launch", "noetl.supervisor.render") if name in sys.modules]
+    print(f"started for {paths.config.name}; loaded: {loaded}")
+    raise SystemExit(7)
+
+
+parent.Supervisord.start = classmethod(start)
+from noetl.cli.main import main
+
+sys.exit(main(["run"]))
+"""
+
+
+def test_the_cli_starts_supervisord_before_loading_the_launcher(tmp_path: Path) -> None:
+    env = {**settings_env(tmp_path, free_port()), "PATH": os.environ["PATH"]}
+    probe = subprocess.run(
+        [sys.executable, "-c", EARLY_PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (probe.returncode, probe.stdout) == (7, "started for supervisord.conf; loaded: []\n"), probe.stderr
