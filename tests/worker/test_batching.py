@@ -33,18 +33,24 @@ def reaped(pids: list[int]) -> bool:
 
 def test_concurrent_claims_and_reports_go_together(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_server()
-    pids, go = tmp_path / "pids", tmp_path / "go"
-    tool = {"kind": "shell", "command": f"echo $$ >> {pids}; while [ ! -e {go} ]; do sleep 0.01; done"}
+    pids = tmp_path / "pids"
+    # Each tool waits for a file of its own: the first ends alone, the others once its report is held.
+    tool = {
+        "kind": "shell",
+        "command": f"echo $$ >> {pids}; while [ ! -e {tmp_path}/go.$$ ]; do sleep 0.01; done",
+    }
     submitted = [cluster.submit(tool) for _ in range(COMMANDS)]
     with Gate(cluster.url) as gate:
         first_report = gate.hold("/events", "request", "completed")
         cluster.start_worker("worker_00", NOETL_SERVER_URL=gate.url, NOETL_WORKER_CONCURRENCY=str(COMMANDS))
         cluster.wait_worker_ready("worker_00")
-        running = read_pids(pids, COMMANDS)  # every command claimed, its tool waiting
-        go.touch()
+        first, *others = read_pids(pids, COMMANDS)  # every command claimed, its tool waiting
+        (tmp_path / f"go.{first}").touch()
         first_report.wait(60)
         # The other tools end while the first report is held: their reports wait in the worker.
-        wait_until(lambda: reaped(running), 30, "the tools collected by the worker")
+        for pid in others:
+            (tmp_path / f"go.{pid}").touch()
+        wait_until(lambda: reaped([first, *others]), 30, "the tools collected by the worker")
         first_report.release()
         views = cluster.wait_finished([eid for eid, _ in submitted], timeout=60)
         claims = sizes(gate, "/api/commands/claims")
