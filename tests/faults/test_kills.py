@@ -89,6 +89,7 @@ def test_sigkill_the_server_mid_load(stack: Stack, ledger: Ledger) -> None:
         feeder = load.in_background([ledger.mixed(i) for i in range(18)], pace=0.2)
         server = pid_of(stack, "server")
         psutil.Process(server).kill()
+        accepted_before = len(load.accepted)
         feeder.join(120)
         assert not feeder.is_alive()
 
@@ -96,7 +97,10 @@ def test_sigkill_the_server_mid_load(stack: Stack, ledger: Ledger) -> None:
         verdicts = load.audit()
         assert len(load.accepted) == 30 and {v.status for v in verdicts} == {"completed"}
         assert {(v.runs, v.lost_leases) for v in verdicts} == {(1, 0)}  # each ran once
-        assert load.refused > 0  # the clients saw the outage
+        # Killed in the middle of the feed. Whether a client saw the outage is timing: the new
+        # process binds the port ~50 ms after the kill and queues what comes from then on, so only
+        # a call in flight at the kill or in those ms is refused (and retried).
+        assert 12 <= accepted_before < 30
         stack.wait_running({"server", *WORKERS})
         assert pid_of(stack, "server") != server  # restarted by supervisord, not the same process
         assert stack.stop() == 0
