@@ -54,10 +54,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, sock: socket.socket) -> None:
-    from noetl.server.ahead import migrate_ahead
+def serve(settings: Settings, sock: socket.socket, migrated: bool = False) -> None:
+    """Run uvicorn on ``sock``; unless ``migrated`` (``--init-db`` did it), the schema's
+    migrations start first, in a thread, while the imports below run (~0.6 s of CPU)."""
+    if not migrated:
+        from noetl.server.ahead import migrate_ahead
 
-    migrate_ahead(settings)  # while the imports below run (~0.6 s of CPU)
+        migrate_ahead(settings)
     import uvicorn
 
     from noetl.server.app import CLEANUP_BUDGET, create_app
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoetlError as exc:
         print(f"noetl server: {exc}", file=sys.stderr)
         return exc.exit_code
-    serve(settings, sock)
+    serve(settings, sock, migrated=args.init_db)
     return 0
 
 

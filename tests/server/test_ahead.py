@@ -52,30 +52,46 @@ def test_an_unreachable_database_is_left_to_the_lifespan(pg_env: dict[str, str])
     assert not thread.is_alive()  # ended without a word; nothing raised in the server's thread
 
 
-# ``serve`` as the server runs it, in a fresh interpreter, with the thread's start replaced: it
-# prints whether FastAPI was loaded when the migrations were started.
+# The server's ``main`` in a fresh interpreter, with the thread's start and uvicorn's run replaced:
+# it prints, once it would serve, whether the migrations were started and whether FastAPI was
+# loaded by then.
 PROBE = """
 import sys
-from noetl.server import ahead
+from noetl.server import ahead, serving
+
+started = []
 
 
 def migrate_ahead(settings):
-    print(f"migrations started; fastapi loaded: {'fastapi' in sys.modules}")
+    started.append("fastapi loaded" if "fastapi" in sys.modules else "before fastapi")
+
+
+def run(self, sockets=None):
+    print(f"migrations started: {started}")
     raise SystemExit(7)
 
 
 ahead.migrate_ahead = migrate_ahead
+serving.PromptServer.run = run
 from noetl.server.__main__ import main
 
-sys.exit(main([]))
+sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_the_migrations_start_before_the_server_imports(pg_env: dict[str, str]) -> None:
+def _probe(pg_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = clean_env(**pg_env, NOETL_PORT=str(free_port()))
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
-    assert (probe.returncode, probe.stdout) == (7, "migrations started; fastapi loaded: False\n"), (
-        probe.stderr
-    )
+
+
+def test_the_migrations_start_before_the_server_imports(pg_env: dict[str, str]) -> None:
+    probe = _probe(pg_env)
+    assert (probe.returncode, probe.stdout) == (7, "migrations started: ['before fastapi']\n"), probe.stderr
+
+
+def test_not_again_after_init_db(pg_env: dict[str, str]) -> None:
+    probe = _probe(pg_env, "--init-db")
+    assert (probe.returncode, probe.stdout) == (7, "migrations started: []\n"), probe.stderr
+    assert _tables(pg_env) == TABLES  # --init-db applied them
